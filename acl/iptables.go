@@ -8,10 +8,15 @@ package acl
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Family selects iptables or ip6tables.
@@ -30,12 +35,55 @@ type Runner interface {
 	Restore(f Family, table string, body []byte) error
 	// Save returns the rules of one table in iptables-save format.
 	Save(f Family, table string) ([]byte, error)
+	// Lock serialises read-modify-write sequences (a save, then a
+	// restore that depends on it) across processes.
+	Lock() (unlock func(), err error)
 }
 
 // Exec is the Runner over the iptables binaries.
 type Exec struct {
-	// Timeout bounds each exec; 0 means 30s.
+	// Timeout bounds each exec and the wait for the lock; 0 means 30s.
 	Timeout time.Duration
+	// LockPath is the file locked by Lock; "" means DefaultLockPath.
+	LockPath string
+}
+
+// DefaultLockPath is shared by every zonenet process on the host, whatever
+// its network or data directory: they all edit the same top-level chains.
+// It is not xtables.lock, which iptables-restore --wait takes itself.
+const DefaultLockPath = "/run/zonenet/iptables.lock"
+
+// Lock implements Runner with an flock on LockPath.
+func (e Exec) Lock() (func(), error) {
+	path := e.LockPath
+	if path == "" {
+		path = DefaultLockPath
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("iptables lock: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("iptables lock: %w", err)
+	}
+	ctx, cancel := e.ctx()
+	defer cancel()
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("iptables lock %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("iptables lock %s: held by another process for too long", path)
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 }
 
 func (e Exec) ctx() (context.Context, context.CancelFunc) {
@@ -104,4 +152,14 @@ func parseSave(b []byte) ruleSet {
 		}
 	}
 	return rs
+}
+
+// locked runs fn while holding r's lock.
+func locked(r Runner, fn func() error) error {
+	unlock, err := r.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return fn()
 }

@@ -51,6 +51,10 @@ func (rs ruleSet) hasJump(from, target string) bool {
 
 // EnsureMasq installs (or repairs) a zone's egress NAT in one restore.
 func EnsureMasq(r Runner, m Masq) error {
+	return locked(r, func() error { return ensureMasqLocked(r, m) })
+}
+
+func ensureMasqLocked(r Runner, m Masq) error {
 	f := m.family()
 	saved, err := r.Save(f, "nat")
 	if err != nil {
@@ -108,6 +112,10 @@ func RemoveMasq(r Runner, f Family, network, zone string) error {
 // removeOwnerChain deletes every jump from parent to ch, then ch itself,
 // in one restore. Nothing to do is success.
 func removeOwnerChain(r Runner, f Family, table, parent, ch string) error {
+	return locked(r, func() error { return removeOwnerChainLocked(r, f, table, parent, ch) })
+}
+
+func removeOwnerChainLocked(r Runner, f Family, table, parent, ch string) error {
 	saved, err := r.Save(f, table)
 	if err != nil {
 		return err
@@ -142,6 +150,10 @@ func (h HostPorts) chain() string {
 // AddHostPorts installs DNAT rules for a container's port mappings, in one
 // restore after one save (to jump to the top-level chain only once).
 func AddHostPorts(r Runner, h HostPorts) error {
+	return locked(r, func() error { return addHostPortsLocked(r, h) })
+}
+
+func addHostPortsLocked(r Runner, h HostPorts) error {
 	f := familyOf(h.IP)
 	saved, err := r.Save(f, "nat")
 	if err != nil {
@@ -198,6 +210,10 @@ func HasHostPorts(r Runner, h HostPorts) (bool, error) {
 // RemoveUnused removes the top-level NAT chains, and their jumps from the
 // built-in chains, when no zone or container of any network uses them.
 func RemoveUnused(r Runner, f Family) error {
+	return locked(r, func() error { return removeUnusedLocked(r, f) })
+}
+
+func removeUnusedLocked(r Runner, f Family) error {
 	saved, err := r.Save(f, "nat")
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package acl_test
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -130,5 +131,31 @@ func TestHostPorts(t *testing.T) {
 	}
 	if c := f.Chains(acl.IPv4, "nat"); len(c) != 0 {
 		t.Errorf("chains left: %v", c)
+	}
+}
+
+// Concurrent zone setups must leave exactly one jump each: the save and
+// the restore that depends on it happen under one lock.
+func TestEnsureMasqConcurrent(t *testing.T) {
+	f := &acltest.Fake{}
+	zones := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	errs := make(chan error, len(zones)*2)
+	for i, z := range zones {
+		for j := 0; j < 2; j++ {
+			go func() {
+				errs <- acl.EnsureMasq(f, masq(z, fmt.Sprintf("10.9.%d.0/24", i)))
+			}()
+		}
+	}
+	for range len(zones) * 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if post, _ := f.Rules(acl.IPv4, "nat", "POSTROUTING"); len(post) != 1 {
+		t.Errorf("POSTROUTING has %d jumps, want 1", len(post))
+	}
+	if top, _ := f.Rules(acl.IPv4, "nat", acl.ChainPostrouting); len(top) != len(zones) {
+		t.Errorf("%s has %d rules, want %d", acl.ChainPostrouting, len(top), len(zones))
 	}
 }

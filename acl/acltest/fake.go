@@ -15,7 +15,8 @@ import (
 // Fake keeps tables per family as chains of rule lines and applies
 // iptables-restore --noflush input the way the kernel would: all or nothing.
 type Fake struct {
-	mu       sync.Mutex
+	lock     sync.Mutex                     // what Lock holds
+	mu       sync.Mutex                     // guards the tables
 	tables   map[string]map[string][]string // "4/nat" → chain → rules ("-A ..." lines)
 	Restores int
 }
@@ -170,4 +171,10 @@ func (f *Fake) Chains(fam acl.Family, t string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Lock implements acl.Runner.
+func (f *Fake) Lock() (func(), error) {
+	f.lock.Lock()
+	return f.lock.Unlock, nil
 }
