@@ -1,0 +1,302 @@
+package plugin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+
+	"github.com/zonenet/zonenet/acl"
+	"github.com/zonenet/zonenet/conf"
+	"github.com/zonenet/zonenet/ipam"
+	"github.com/zonenet/zonenet/netns"
+)
+
+// bridgeMode attaches a container to its zone's bridge through a veth
+// pair: gateway on the bridge, egress NAT per zone, published ports.
+type bridgeMode struct{}
+
+// extra is the per-attachment data bridge mode keeps in the store.
+type extra struct {
+	PortMappings []conf.PortMapping `json:"portMappings,omitempty"`
+}
+
+func (bridgeMode) add(p *Plugin, r *request) (res *current.Result, err error) {
+	c := r.conf
+	if same, err := netns.IsCurrent(r.cmd.Netns); err != nil {
+		return nil, err
+	} else if same {
+		return nil, &conf.Error{Code: 8, Key: "CNI_NETNS", Value: r.cmd.Netns,
+			Msg: "is the plugin's own (host) namespace; bridge mode needs the container's namespace (use mode host to share the host stack)"}
+	}
+	z, err := c.SelectZone(r.args)
+	if err != nil {
+		return nil, err
+	}
+	mac := firstMAC(c.Runtime.MAC, c.CNIArgs.MAC, r.args.MAC)
+	if mac == nil {
+		// Chosen here rather than by the kernel so the record holds it
+		// from the start.
+		mac = containerMAC(r.key)
+	}
+	rec := ipam.Attachment{
+		Key: r.key, Zone: z.Name, Mode: string(conf.ModeBridge), HostVeth: hostVethName(r.key),
+		Bridge: z.Bridge, Netns: r.cmd.Netns, Created: p.Now().UTC(),
+	}
+	rec.MAC = mac.String()
+	if len(c.Runtime.PortMappings) > 0 {
+		rec.Extra, _ = json.Marshal(extra{PortMappings: c.Runtime.PortMappings})
+	}
+
+	// 1. addresses: one store transaction (or the delegate plugin).
+	owned, err := p.allocate(r, z, &rec)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		// Undo in reverse; the lease goes last so that a crash half way
+		// through the undo still leaves GC a record to clean up from.
+		if uerr := teardownBridge(p, r, &rec); uerr != nil {
+			p.warnf("rollback of %s/%s: %v", r.key.ContainerID, r.key.IfName, uerr)
+		}
+		if owned {
+			if uerr := p.release(r, &rec); uerr != nil {
+				p.warnf("rollback of %s/%s: %v", r.key.ContainerID, r.key.IfName, uerr)
+			}
+		}
+	}()
+	if p.Fault == "after-ipam" {
+		return nil, errors.New("fault injected after IPAM")
+	}
+
+	// 2. the zone's bridge, gateway, forwarding and NAT.
+	br, err := p.ensureBridge(c, z)
+	if err != nil {
+		return nil, err
+	}
+
+	// 3. the veth pair, made inside the container with its peer here.
+	hostNS, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", syscall.Gettid()))
+	if err != nil {
+		return nil, fmt.Errorf("open host netns: %w", err)
+	}
+	defer hostNS.Close()
+	if old, err := netlinksafe.LinkByName(rec.HostVeth); err == nil {
+		// Our name is derived from the key: this is a leftover of an ADD
+		// of this very attachment that died half way.
+		_ = netlink.LinkDel(old)
+	}
+	spec := vethSpec{ContName: r.cmd.IfName, HostName: rec.HostVeth, MTU: c.MTU, MAC: mac, HostNSFd: int(hostNS.Fd())}
+	var cont netlink.Link
+	err = netns.Do(r.cmd.Netns, func() error {
+		var err error
+		cont, err = createVeth(spec)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	hostLink, err := netlinksafe.LinkByName(rec.HostVeth)
+	if err != nil {
+		return nil, fmt.Errorf("find host veth %s: %w", rec.HostVeth, err)
+	}
+	if err := netlink.LinkSetMaster(hostLink, br); err != nil {
+		return nil, fmt.Errorf("attach %s to bridge %s: %w", rec.HostVeth, br.Attrs().Name, err)
+	}
+	if c.HairpinMode {
+		if err := netlink.LinkSetHairpin(hostLink, true); err != nil {
+			return nil, fmt.Errorf("hairpin on %s: %w", rec.HostVeth, err)
+		}
+	}
+	if err := netlink.LinkSetUp(hostLink); err != nil {
+		return nil, fmt.Errorf("set %s up: %w", rec.HostVeth, err)
+	}
+	if p.Fault == "after-veth" {
+		return nil, errors.New("fault injected after veth")
+	}
+
+	// 4. addresses and routes inside the container.
+	res = bridgeResult(r, z, &rec, br, hostLink, cont)
+	err = netns.Do(r.cmd.Netns, func() error { return configureIface(cont, rec.IPs, z.GatewayFor) })
+	if err != nil {
+		return nil, fmt.Errorf("configure %s: %w", r.cmd.IfName, err)
+	}
+
+	// 5. published ports: one restore, only when there are some.
+	if hp, ok := hostPorts(r, &rec); ok {
+		if err := acl.AddHostPorts(p.IPT, hp); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// allocate reserves the container's addresses and records the
+// attachment. owned is false when the record already existed (a retried
+// ADD): then a failure must not release what someone else holds.
+func (p *Plugin) allocate(r *request, z *conf.Zone, rec *ipam.Attachment) (owned bool, err error) {
+	if r.conf.DelegateIPAM != "" {
+		return p.allocateDelegated(r, rec)
+	}
+	statics := firstIPs(r.conf.Runtime.IPs, r.conf.CNIArgs.IPs, r.args.IPs)
+	created := rec.Created
+	err = p.withStore(r.storePath(), func(s *ipam.Store) error {
+		got, err := s.Allocate(ipam.Request{Attachment: *rec, Pools: ipamZone(z).Pools, Static: statics})
+		if err != nil {
+			return err
+		}
+		*rec = got
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	return rec.Created.Equal(created), nil
+}
+
+func (p *Plugin) release(r *request, rec *ipam.Attachment) error {
+	var errs []error
+	if rec.Delegated != "" {
+		errs = append(errs, p.delegateDel(r, rec.Delegated))
+	}
+	errs = append(errs, p.withStore(r.storePath(), func(s *ipam.Store) error {
+		_, _, err := s.Release(rec.Key)
+		return err
+	}))
+	return errors.Join(errs...)
+}
+
+func (bridgeMode) del(p *Plugin, r *request, rec *ipam.Attachment) error {
+	if rec == nil {
+		// No record: still remove a veth our name scheme would have made.
+		rec = &ipam.Attachment{Key: r.key, HostVeth: hostVethName(r.key)}
+	}
+	err := teardownBridge(p, r, rec)
+	if rec.Delegated != "" {
+		err = errors.Join(err, p.delegateDel(r, rec.Delegated))
+	}
+	return err
+}
+
+// teardownBridge removes the container's veth and published ports.
+// Everything already gone counts as removed.
+func teardownBridge(p *Plugin, r *request, rec *ipam.Attachment) error {
+	var errs []error
+	if r.cmd.Netns != "" {
+		err := netns.Do(r.cmd.Netns, func() error {
+			l, err := netlinksafe.LinkByName(r.cmd.IfName)
+			if err != nil {
+				return nil // not there (or not ours to find): the host side below decides
+			}
+			if l.Type() != "veth" {
+				return nil
+			}
+			return ignoreNotFound(netlink.LinkDel(l))
+		})
+		var nsErr ns.NSPathNotExistErr
+		if err != nil && !errors.As(err, &nsErr) && !errors.Is(err, os.ErrNotExist) {
+			p.warnf("netns %s: %v", r.cmd.Netns, err)
+		}
+	}
+	if l, err := netlinksafe.LinkByName(rec.HostVeth); err == nil {
+		errs = append(errs, ignoreNotFound(netlink.LinkDel(l)))
+	}
+	if hp, ok := hostPorts(r, rec); ok {
+		errs = append(errs, acl.RemoveHostPorts(p.IPT, hp))
+	}
+	return errors.Join(errs...)
+}
+
+func ignoreNotFound(err error) error {
+	var lnf netlink.LinkNotFoundError
+	if err == nil || errors.As(err, &lnf) || errors.Is(err, syscall.ENODEV) || errors.Is(err, syscall.ENOENT) {
+		return nil
+	}
+	return err
+}
+
+// hostPorts returns the record's published ports, if it has any.
+func hostPorts(r *request, rec *ipam.Attachment) (acl.HostPorts, bool) {
+	var x extra
+	if len(rec.Extra) == 0 || json.Unmarshal(rec.Extra, &x) != nil || len(x.PortMappings) == 0 {
+		return acl.HostPorts{}, false
+	}
+	for _, ipn := range rec.IPs {
+		if ipn.Addr().Is4() {
+			return acl.HostPorts{Network: rec.Network, ContainerID: rec.ContainerID, IfName: rec.IfName,
+				IP: ipn.Addr(), Mappings: x.PortMappings}, true
+		}
+	}
+	return acl.HostPorts{}, false
+}
+
+func bridgeResult(r *request, z *conf.Zone, rec *ipam.Attachment, br, host, cont netlink.Link) *current.Result {
+	idx := 2
+	res := &current.Result{
+		CNIVersion: current.ImplementedSpecVersion,
+		Interfaces: []*current.Interface{
+			{Name: br.Attrs().Name, Mac: br.Attrs().HardwareAddr.String()},
+			{Name: host.Attrs().Name, Mac: host.Attrs().HardwareAddr.String()},
+			{Name: cont.Attrs().Name, Mac: cont.Attrs().HardwareAddr.String(), Sandbox: r.cmd.Netns},
+		},
+		DNS: dnsOf(r.conf),
+	}
+	for _, pfx := range rec.IPs {
+		gw := z.GatewayFor(pfx.Addr())
+		ipc := &current.IPConfig{Interface: &idx, Address: prefixToIPNet(pfx)}
+		if gw.IsValid() {
+			ipc.Gateway = net.IP(gw.AsSlice())
+			dst := "0.0.0.0/0"
+			if pfx.Addr().Is6() {
+				dst = "::/0"
+			}
+			_, d, _ := net.ParseCIDR(dst)
+			res.Routes = append(res.Routes, &types.Route{Dst: *d, GW: ipc.Gateway})
+		}
+		res.IPs = append(res.IPs, ipc)
+	}
+	return res
+}
+
+func prefixToIPNet(p netip.Prefix) net.IPNet {
+	return net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func hasIPv6(ips []netip.Prefix) bool {
+	for _, p := range ips {
+		if p.Addr().Is6() {
+			return true
+		}
+	}
+	return false
+}
+
+func firstMAC(macs ...net.HardwareAddr) net.HardwareAddr {
+	for _, m := range macs {
+		if m != nil {
+			return m
+		}
+	}
+	return nil
+}
+
+func firstIPs(lists ...[]netip.Addr) []netip.Addr {
+	for _, l := range lists {
+		if len(l) > 0 {
+			return l
+		}
+	}
+	return nil
+}
