@@ -1,0 +1,350 @@
+package demo
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/zonenet/zonenet/netns"
+)
+
+// IfName is the interface name every demo container gets.
+const IfName = "eth0"
+
+// Config is what New needs. Only Plugin is required.
+type Config struct {
+	// Plugin is the path of the zonenet binary.
+	Plugin string
+	// Topology defaults to Reference().
+	Topology *Topology
+	// Prefix starts every namespace name; default "zndemo".
+	Prefix string
+	// RunID makes names unique; default the process id.
+	RunID string
+	// Port is where every container (and the host) listens; default 8080.
+	Port int
+	// DialTimeout bounds one probe; default 1 s.
+	DialTimeout time.Duration
+	// PluginTimeout bounds one plugin exec; default 30 s.
+	PluginTimeout time.Duration
+	// Parallel attaches the containers concurrently, as a busy node would.
+	Parallel bool
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+}
+
+// Container is one demo container and what the plugin gave it.
+type Container struct {
+	ContainerSpec
+	ID        string // CNI container ID (64 hex digits)
+	Netns     string // namespace name
+	NetnsPath string
+	IP        netip.Prefix
+	Gateway   netip.Addr
+	MAC       string
+	HostVeth  string
+	Err       error // the ADD failure, if any
+}
+
+// Demo is one instance of the topology. Setup builds it, Probe measures it,
+// Teardown removes it; Teardown is safe to call at any point and more than
+// once.
+type Demo struct {
+	cfg      Config
+	topo     Topology
+	plugin   Plugin
+	conf     []byte
+	hostName string
+	hostPath string
+	dataDir  string
+
+	Containers []*Container
+
+	mu         sync.Mutex
+	nsMade     []string // namespaces to delete, creation order
+	attempted  []*Container
+	listeners  []net.Listener
+	needGC     bool
+	dataDirSet bool
+}
+
+// New validates the configuration and names everything; it creates nothing.
+func New(cfg Config) (*Demo, error) {
+	if cfg.Plugin == "" {
+		return nil, errors.New("demo: no plugin binary")
+	}
+	topo := Reference()
+	if cfg.Topology != nil {
+		topo = *cfg.Topology
+	}
+	if err := topo.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "zndemo"
+	}
+	if cfg.RunID == "" {
+		cfg.RunID = strconv.Itoa(os.Getpid())
+	}
+	if cfg.Port == 0 {
+		cfg.Port = 8080
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	d := &Demo{
+		cfg:      cfg,
+		topo:     topo,
+		hostName: fmt.Sprintf("%s-host-%s", cfg.Prefix, cfg.RunID),
+	}
+	d.hostPath = netns.Path(d.hostName)
+	d.plugin = Plugin{Path: cfg.Plugin, HostNetns: d.hostPath, Timeout: cfg.PluginTimeout}
+	for _, s := range topo.Containers {
+		sum := sha256.Sum256([]byte(cfg.Prefix + "/" + cfg.RunID + "/" + s.Name))
+		name := fmt.Sprintf("%s-%s-%s", cfg.Prefix, s.Name, cfg.RunID)
+		d.Containers = append(d.Containers, &Container{
+			ContainerSpec: s,
+			ID:            hex.EncodeToString(sum[:]),
+			Netns:         name,
+			NetnsPath:     netns.Path(name),
+		})
+	}
+	return d, nil
+}
+
+// Topology returns the topology being built.
+func (d *Demo) Topology() Topology { return d.topo }
+
+// HostNetns returns the name of the namespace that plays the host.
+func (d *Demo) HostNetns() string { return d.hostName }
+
+// Namespaces returns the names of every namespace the demo uses.
+func (d *Demo) Namespaces() []string {
+	out := []string{d.hostName}
+	for _, c := range d.Containers {
+		out = append(out, c.Netns)
+	}
+	return out
+}
+
+// attemptedCount is the number of containers an ADD was tried for and
+// not yet detached.
+func (d *Demo) attemptedCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.attempted)
+}
+
+// DataDir returns the plugin's data directory (empty before Setup).
+func (d *Demo) DataDir() string { return d.dataDir }
+
+func (d *Demo) logf(format string, args ...any) { fmt.Fprintf(d.cfg.Log, format+"\n", args...) }
+
+// Setup creates the namespaces, attaches every container through the
+// plugin and starts the listeners. It runs once; on error the caller still
+// calls Teardown.
+func (d *Demo) Setup(ctx context.Context) error {
+	d.mu.Lock()
+	again := d.dataDirSet || len(d.nsMade) > 0
+	d.mu.Unlock()
+	if again {
+		return errors.New("demo: Setup called twice")
+	}
+	dir, err := os.MkdirTemp("", d.cfg.Prefix+"-data-")
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	d.mu.Lock()
+	d.dataDir, d.dataDirSet = dir, true
+	d.mu.Unlock()
+	if d.conf, err = d.topo.NetConf(dir); err != nil {
+		return err
+	}
+
+	if err := d.makeNetns(d.hostName); err != nil {
+		return err
+	}
+	for _, c := range d.Containers {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := d.makeNetns(c.Netns); err != nil {
+			return err
+		}
+	}
+	d.logf("created %d namespaces; host is %s", len(d.Containers)+1, d.hostName)
+
+	if err := d.attachAll(ctx); err != nil {
+		return err
+	}
+	return d.listen()
+}
+
+func (d *Demo) makeNetns(name string) error {
+	if _, err := netns.Create(name); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.nsMade = append(d.nsMade, name)
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *Demo) attachAll(ctx context.Context) error {
+	var errs []error
+	if !d.cfg.Parallel {
+		for _, c := range d.Containers {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := d.attach(ctx, c); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
+	var wg sync.WaitGroup
+	for _, c := range d.Containers {
+		wg.Go(func() { _ = d.attach(ctx, c) })
+	}
+	wg.Wait()
+	for _, c := range d.Containers {
+		errs = append(errs, c.Err)
+	}
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (d *Demo) invocation(c *Container) Invocation {
+	inv := Invocation{ContainerID: c.ID, Netns: c.NetnsPath, IfName: IfName, Config: d.conf}
+	// The default zone is reached without CNI_ARGS, as most users will.
+	if c.Zone != d.topo.DefaultZone {
+		inv.Args = "ZONE=" + c.Zone
+	}
+	return inv
+}
+
+func (d *Demo) attach(ctx context.Context, c *Container) error {
+	if err := ctx.Err(); err != nil {
+		c.Err = err
+		return err
+	}
+	d.mu.Lock()
+	d.attempted = append(d.attempted, c)
+	d.needGC = true
+	d.mu.Unlock()
+	start := time.Now()
+	res, err := d.plugin.Add(ctx, d.invocation(c))
+	if err != nil {
+		c.Err = fmt.Errorf("attach %s: %w", c.Name, err)
+		return c.Err
+	}
+	if err := d.fill(c, res); err != nil {
+		c.Err = fmt.Errorf("attach %s: %w", c.Name, err)
+		return c.Err
+	}
+	d.logf("attached %-8s zone %-9s %-15s in %s", c.Name, c.Zone, c.IP, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// fill copies the plugin's result into c and checks it against the zone.
+func (d *Demo) fill(c *Container, res *Result) error {
+	idx := res.ContainerIface(IfName)
+	if idx >= 0 {
+		c.MAC = res.Interfaces[idx].Mac
+	}
+	ip, gw, ok := res.IPv4(idx)
+	if !ok {
+		return fmt.Errorf("result has no IPv4 address for %s", IfName)
+	}
+	c.IP, c.Gateway = ip, gw
+	zone, _ := d.topo.Zone(c.Zone)
+	if !zone.Subnet.Contains(ip.Addr()) {
+		return fmt.Errorf("got %s, outside zone %s (%s)", ip, zone.Name, zone.Subnet)
+	}
+	if !c.Gateway.IsValid() {
+		// The result may omit it; the contract says the first usable address.
+		c.Gateway = zone.Subnet.Masked().Addr().Next()
+	}
+	c.HostVeth = d.hostVeth(res.HostSide())
+	return nil
+}
+
+// hostVeth picks the veth among the host-side interfaces of a result.
+func (d *Demo) hostVeth(names []string) string {
+	var veth string
+	_ = netns.Do(d.hostPath, func() error {
+		for _, n := range names {
+			if l, err := netlink.LinkByName(n); err == nil && l.Type() == "veth" {
+				veth = n
+				return nil
+			}
+		}
+		return nil
+	})
+	return veth
+}
+
+// listen starts a greeter in every attached container and one in the host
+// namespace that answers on all gateway addresses.
+func (d *Demo) listen() error {
+	addr := ":" + strconv.Itoa(d.cfg.Port)
+	start := func(path, name string) error {
+		l, err := netns.ListenTCP(path, addr)
+		if err != nil {
+			return fmt.Errorf("listen in %s: %w", name, err)
+		}
+		d.mu.Lock()
+		d.listeners = append(d.listeners, l)
+		d.mu.Unlock()
+		go Greeter(l, name)
+		return nil
+	}
+	if err := start(d.hostPath, GatewayName); err != nil {
+		return err
+	}
+	for _, c := range d.Containers {
+		if c.Err == nil {
+			if err := start(c.NetnsPath, c.Name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Endpoints returns the rows (attached containers) and columns (the same
+// containers plus the host gateway) of the reachability matrix.
+func (d *Demo) Endpoints() (rows, cols []Endpoint) {
+	for _, c := range d.Containers {
+		if c.Err != nil || !c.IP.IsValid() {
+			continue
+		}
+		rows = append(rows, Endpoint{Name: c.Name, Zone: c.Zone, Netns: c.NetnsPath, Addr: c.IP.Addr(), Gateway: c.Gateway})
+	}
+	cols = append(slices.Clone(rows), Endpoint{Name: GatewayName, IsGateway: true})
+	return rows, cols
+}
+
+// Probe measures the matrix with real TCP connects.
+func (d *Demo) Probe(ctx context.Context) Matrix {
+	rows, cols := d.Endpoints()
+	return Prober{Port: d.cfg.Port, DialTimeout: d.cfg.DialTimeout}.Probe(ctx, rows, cols)
+}
