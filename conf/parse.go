@@ -71,7 +71,14 @@ type rawPortMapping struct {
 // Parse decodes, defaults and validates one plugin configuration as a
 // runtime hands it to the plugin (the plugin's object with name and
 // cniVersion injected).
-func Parse(data []byte) (*NetConf, error) {
+func Parse(data []byte) (*NetConf, error) { return parse(data, true) }
+
+// ParseForTeardown is Parse for DEL, GC and STATUS: the per-container
+// sections (runtimeConfig, args) are not read, so a container whose ADD
+// was refused for one of them can still be deleted with the same config.
+func ParseForTeardown(data []byte) (*NetConf, error) { return parse(data, false) }
+
+func parse(data []byte, withRuntime bool) (*NetConf, error) {
 	if len(data) > MaxConfigSize {
 		return nil, configErr("config", "", "is %d bytes, more than the %d byte limit", len(data), MaxConfigSize)
 	}
@@ -83,7 +90,7 @@ func Parse(data []byte) (*NetConf, error) {
 	if dec.More() {
 		return nil, &Error{Code: types.ErrDecodingFailure, Key: "config", Msg: "invalid JSON: data after the top-level object"}
 	}
-	return fromRaw(&raw)
+	return fromRaw(&raw, withRuntime)
 }
 
 func jsonErrText(err error) string {
@@ -94,7 +101,7 @@ func jsonErrText(err error) string {
 	return err.Error()
 }
 
-func fromRaw(raw *rawConf) (*NetConf, error) {
+func fromRaw(raw *rawConf, withRuntime bool) (*NetConf, error) {
 	c := &NetConf{
 		CNIVersion:     raw.CNIVersion,
 		Name:           raw.Name,
@@ -137,6 +144,9 @@ func fromRaw(raw *rawConf) (*NetConf, error) {
 	}
 	if err := c.checkZones(); err != nil {
 		return nil, err
+	}
+	if !withRuntime {
+		return c, nil
 	}
 	if err := c.parseRuntime(raw); err != nil {
 		return nil, err

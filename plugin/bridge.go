@@ -42,6 +42,9 @@ func (bridgeMode) add(p *Plugin, r *request) (res *current.Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkIfNameFree(r); err != nil {
+		return nil, err
+	}
 	mac := firstMAC(c.Runtime.MAC, c.CNIArgs.MAC, r.args.MAC)
 	if mac == nil {
 		// Chosen here rather than by the kernel so the record holds it
@@ -82,7 +85,14 @@ func (bridgeMode) add(p *Plugin, r *request) (res *current.Result, err error) {
 	}
 
 	// 2. the zone's bridge, gateway, forwarding and NAT.
-	br, err := p.ensureBridge(c, z)
+	br, undoZone, err := p.ensureBridge(c, z)
+	if undoZone != nil {
+		defer func() {
+			if err != nil {
+				undoZone()
+			}
+		}()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -150,16 +160,21 @@ func (p *Plugin) allocate(r *request, z *conf.Zone, rec *ipam.Attachment) (owned
 	if r.conf.DelegateIPAM != "" {
 		return p.allocateDelegated(r, rec)
 	}
-	statics := firstIPs(r.conf.Runtime.IPs, r.conf.CNIArgs.IPs, r.args.IPs)
+	src := r.staticIPs()
 	created := rec.Created
 	err = p.withStore(r.storePath(), func(s *ipam.Store) error {
-		got, err := s.Allocate(ipam.Request{Attachment: *rec, Pools: ipamZone(z).Pools, Static: statics})
+		got, err := s.Allocate(ipam.Request{Attachment: *rec, Pools: ipamZone(z).Pools, Static: src.ips})
 		if err != nil {
 			return err
 		}
 		*rec = got
 		return nil
 	})
+	var se *ipam.StaticError
+	if errors.As(err, &se) {
+		return false, &conf.Error{Code: src.code, Key: src.key, Value: se.IP.String(),
+			Msg: fmt.Sprintf("zone %s of network %s: %s", se.Zone, se.Network, se.Reason)}
+	}
 	if err != nil {
 		return false, err
 	}
@@ -292,11 +307,33 @@ func firstMAC(macs ...net.HardwareAddr) net.HardwareAddr {
 	return nil
 }
 
-func firstIPs(lists ...[]netip.Addr) []netip.Addr {
-	for _, l := range lists {
-		if len(l) > 0 {
-			return l
-		}
+// staticSource is where a container's requested addresses came from, so
+// an error about one of them names the key the user set.
+type staticSource struct {
+	ips  []netip.Addr
+	key  string
+	code uint
+}
+
+func (r *request) staticIPs() staticSource {
+	switch {
+	case len(r.conf.Runtime.IPs) > 0:
+		return staticSource{r.conf.Runtime.IPs, "runtimeConfig.ips", types.ErrInvalidNetworkConfig}
+	case len(r.conf.CNIArgs.IPs) > 0:
+		return staticSource{r.conf.CNIArgs.IPs, "args.cni.ips", types.ErrInvalidNetworkConfig}
+	default:
+		return staticSource{r.args.IPs, "CNI_ARGS IP", types.ErrInvalidEnvironmentVariables}
 	}
-	return nil
+}
+
+// checkIfNameFree fails before anything is allocated when the container
+// already has an interface of that name.
+func checkIfNameFree(r *request) error {
+	return netns.Do(r.cmd.Netns, func() error {
+		if _, err := netlinksafe.LinkByName(r.cmd.IfName); err == nil {
+			return &conf.Error{Code: types.ErrInvalidEnvironmentVariables, Key: "CNI_IFNAME", Value: r.cmd.IfName,
+				Msg: "already exists in the container's namespace " + r.cmd.Netns}
+		}
+		return nil
+	})
 }

@@ -5,7 +5,6 @@
 package plugin
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -54,16 +53,33 @@ type request struct {
 	key  ipam.Key
 }
 
-func (p *Plugin) load(cmd *skel.CmdArgs, needContainer bool) (*request, error) {
-	c, err := conf.Parse(cmd.StdinData)
+// loadMode says how much of the input a verb needs.
+type loadMode int
+
+const (
+	forAttach   loadMode = iota // ADD, CHECK: everything, strictly
+	forTeardown                 // DEL: the network, not the per-container input
+	forNetwork                  // GC, STATUS: the network only
+)
+
+func (p *Plugin) load(cmd *skel.CmdArgs, mode loadMode) (*request, error) {
+	parse := conf.Parse
+	if mode != forAttach {
+		// The runtime repeats ADD's input on DEL: what made ADD fail
+		// must not make the container impossible to delete.
+		parse = conf.ParseForTeardown
+	}
+	c, err := parse(cmd.StdinData)
 	if err != nil {
 		return nil, err
 	}
-	a, err := conf.ParseArgs(cmd.Args)
-	if err != nil {
-		return nil, err
+	var a conf.Args
+	if mode == forAttach {
+		if a, err = conf.ParseArgs(cmd.Args); err != nil {
+			return nil, err
+		}
 	}
-	if needContainer {
+	if mode != forNetwork {
 		if err := checkContainerID(cmd.ContainerID); err != nil {
 			return nil, err
 		}
@@ -93,7 +109,7 @@ func checkContainerID(id string) error {
 func checkNetns(path string) error {
 	if err := netns.Check(path); err != nil {
 		return &conf.Error{Code: types.ErrInvalidNetNS, Key: "CNI_NETNS", Value: path,
-			Msg: "is not a network namespace: " + errors.Unwrap(err).Error()}
+			Msg: "is not usable: " + err.Error()}
 	}
 	return nil
 }

@@ -36,7 +36,7 @@ func attacherFor(m conf.Mode) attacher {
 
 // Add is the CNI ADD verb.
 func (p *Plugin) Add(cmd *skel.CmdArgs) error {
-	r, err := p.load(cmd, true)
+	r, err := p.load(cmd, forAttach)
 	if err != nil {
 		return ToCNI(err)
 	}
@@ -53,7 +53,7 @@ func (p *Plugin) Add(cmd *skel.CmdArgs) error {
 // Del is the CNI DEL verb. It succeeds when everything is already gone:
 // no netns, an empty CNI_NETNS, no link, no record.
 func (p *Plugin) Del(cmd *skel.CmdArgs) error {
-	r, err := p.load(cmd, true)
+	r, err := p.load(cmd, forTeardown)
 	if err != nil {
 		return ToCNI(err)
 	}
@@ -86,7 +86,7 @@ func (p *Plugin) Del(cmd *skel.CmdArgs) error {
 
 // Check is the CNI CHECK verb.
 func (p *Plugin) Check(cmd *skel.CmdArgs) error {
-	r, err := p.load(cmd, true)
+	r, err := p.load(cmd, forAttach)
 	if err != nil {
 		return ToCNI(err)
 	}
@@ -124,7 +124,7 @@ func (p *Plugin) Check(cmd *skel.CmdArgs) error {
 // the valid list is torn down and released, and zones left with no
 // attachment lose their bridge and NAT rules.
 func (p *Plugin) GC(cmd *skel.CmdArgs) error {
-	r, err := p.load(cmd, false)
+	r, err := p.load(cmd, forNetwork)
 	if err != nil {
 		return ToCNI(err)
 	}
@@ -168,7 +168,7 @@ func (p *Plugin) GC(cmd *skel.CmdArgs) error {
 
 // Status is the CNI STATUS verb: can this network take an ADD now?
 func (p *Plugin) Status(cmd *skel.CmdArgs) error {
-	r, err := p.load(cmd, false)
+	r, err := p.load(cmd, forNetwork)
 	if err != nil {
 		return ToCNI(err)
 	}
