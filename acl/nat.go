@@ -18,7 +18,8 @@ type Masq struct {
 	Internal      []netip.Prefix // every zone subnet of the network
 }
 
-func (m Masq) family() Family { return familyOf(m.Subnet.Addr()) }
+// Family is the address family of the zone subnet.
+func (m Masq) Family() Family { return familyOf(m.Subnet.Addr()) }
 
 func (m Masq) chain() string { return ownerChain("ZN-MASQ-", m.Network, m.Zone) }
 
@@ -55,7 +56,7 @@ func EnsureMasq(r Runner, m Masq) error {
 }
 
 func ensureMasqLocked(r Runner, m Masq) error {
-	f := m.family()
+	f := m.Family()
 	saved, err := r.Save(f, "nat")
 	if err != nil {
 		return err
@@ -94,7 +95,7 @@ func ensureMasqLocked(r Runner, m Masq) error {
 
 // HasMasq reports whether a zone's egress NAT is in place.
 func HasMasq(r Runner, m Masq) (bool, error) {
-	saved, err := r.Save(m.family(), "nat")
+	saved, err := r.Save(m.Family(), "nat")
 	if err != nil {
 		return false, err
 	}

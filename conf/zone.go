@@ -5,18 +5,42 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strings"
 )
 
-var (
-	zoneNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,30}[a-z0-9])?$`)
-	ifNameRE   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
-)
+// validZoneName: 1-32 of a-z 0-9 - _, starting and ending with a letter or
+// digit. (Plain loops, not regexps: every plugin exec pays for init.)
+func validZoneName(s string) bool {
+	if len(s) == 0 || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+		if !alnum && ((c != '-' && c != '_') || i == 0 || i == len(s)-1) {
+			return false
+		}
+	}
+	return true
+}
+
+// validIfName: 1-15 of A-Z a-z 0-9 _ . -, and not "." or "..".
+func validIfName(s string) bool {
+	if len(s) == 0 || len(s) > 15 || s == "." || s == ".." {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 func parseZone(key string, rz *rawZone, network string) (Zone, error) {
 	z := Zone{Name: rz.Name, Bridge: rz.Bridge}
-	if !zoneNameRE.MatchString(z.Name) {
+	if !validZoneName(z.Name) {
 		return z, configErr(key+".name", z.Name, "must be 1-32 lower-case letters, digits, '-' or '_'")
 	}
 	key = fmt.Sprintf("%s (%s)", key, z.Name)
@@ -57,7 +81,7 @@ func parseZone(key string, rz *rawZone, network string) (Zone, error) {
 	}
 	if z.Bridge == "" {
 		z.Bridge = BridgeName(network, z.Name)
-	} else if !ifNameRE.MatchString(z.Bridge) || z.Bridge == "." || z.Bridge == ".." {
+	} else if !validIfName(z.Bridge) {
 		return z, configErr(key+".bridge", z.Bridge, "must be a valid interface name of at most 15 characters")
 	}
 	return z, nil

@@ -87,9 +87,18 @@ func Create(name string) (string, error) {
 		return "", err
 	}
 	path := Path(name)
+	if err := CreateAt(path); err != nil {
+		return "", fmt.Errorf("create netns %s: %w", name, err)
+	}
+	return path, nil
+}
+
+// CreateAt makes a new network namespace with its loopback up, pinned by a
+// bind mount on path (a new file in an existing directory).
+func CreateAt(path string) error {
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
-		return "", fmt.Errorf("create netns %s: %w", name, err)
+		return err
 	}
 	f.Close()
 
@@ -119,15 +128,18 @@ func Create(name string) (string, error) {
 		errc <- err
 	}()
 	if err := <-errc; err != nil {
-		_ = Delete(name)
-		return "", fmt.Errorf("create netns %s: %w", name, err)
+		_ = DeleteAt(path)
+		return err
 	}
-	return path, nil
+	return nil
 }
 
 // Delete removes a named namespace; a missing one is not an error.
-func Delete(name string) error {
-	path := Path(name)
+func Delete(name string) error { return DeleteAt(Path(name)) }
+
+// DeleteAt unpins and removes a namespace pinned at path; a missing one is
+// not an error. The kernel frees it once nothing else holds it.
+func DeleteAt(path string) error {
 	err := unix.Unmount(path, unix.MNT_DETACH)
 	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("unmount %s: %w", path, err)

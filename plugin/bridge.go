@@ -209,14 +209,15 @@ func (bridgeMode) del(p *Plugin, r *request, rec *ipam.Attachment) error {
 // Everything already gone counts as removed.
 func teardownBridge(p *Plugin, r *request, rec *ipam.Attachment) error {
 	var errs []error
-	if r.cmd.Netns != "" {
+	// Deleting the host end removes the pair: no trip into the container
+	// namespace in the common case.
+	if l, err := netlinksafe.LinkByName(rec.HostVeth); err == nil {
+		errs = append(errs, ignoreNotFound(netlink.LinkDel(l)))
+	} else if r.cmd.Netns != "" {
 		err := netns.Do(r.cmd.Netns, func() error {
 			l, err := netlinksafe.LinkByName(r.cmd.IfName)
-			if err != nil {
-				return nil // not there (or not ours to find): the host side below decides
-			}
-			if l.Type() != "veth" {
-				return nil
+			if err != nil || l.Type() != "veth" {
+				return nil // gone, or not one of ours
 			}
 			return ignoreNotFound(netlink.LinkDel(l))
 		})
@@ -224,9 +225,6 @@ func teardownBridge(p *Plugin, r *request, rec *ipam.Attachment) error {
 		if err != nil && !errors.As(err, &nsErr) && !errors.Is(err, os.ErrNotExist) {
 			p.warnf("netns %s: %v", r.cmd.Netns, err)
 		}
-	}
-	if l, err := netlinksafe.LinkByName(rec.HostVeth); err == nil {
-		errs = append(errs, ignoreNotFound(netlink.LinkDel(l)))
 	}
 	if hp, ok := hostPorts(r, rec); ok {
 		errs = append(errs, acl.RemoveHostPorts(p.IPT, hp))

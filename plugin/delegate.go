@@ -1,14 +1,19 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"time"
 
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/zonenet/zonenet/ipam"
 )
@@ -17,25 +22,50 @@ import (
 // static, dhcp …), that plugin hands out the addresses; zonenet still
 // records the attachment so DEL, CHECK and GC know about it.
 
-func (p *Plugin) delegateArgs(r *request, command string) (string, *invoke.Args, error) {
-	paths := filepath.SplitList(r.cmd.Path)
-	bin, err := invoke.FindInPath(r.conf.DelegateIPAM, paths)
-	if err != nil {
-		return "", nil, &types.Error{Code: types.ErrInvalidNetworkConfig,
+// execDelegate runs the delegate IPAM plugin with the container's CNI
+// environment and our own config on stdin, the way a runtime would. (The
+// CNI library's invoke package would do it too, but it drags a tracing
+// stack and net/http into a binary whose exec time is the product.)
+func (p *Plugin) execDelegate(r *request, command string) ([]byte, error) {
+	var bin string
+	for _, dir := range filepath.SplitList(r.cmd.Path) {
+		cand := filepath.Join(dir, r.conf.DelegateIPAM)
+		if st, err := os.Stat(cand); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+			bin = cand
+			break
+		}
+	}
+	if bin == "" {
+		return nil, &types.Error{Code: types.ErrInvalidNetworkConfig,
 			Msg: fmt.Sprintf("ipam.type %q: no such plugin in CNI_PATH %q", r.conf.DelegateIPAM, r.cmd.Path)}
 	}
-	return bin, &invoke.Args{Command: command, ContainerID: r.cmd.ContainerID, NetNS: r.cmd.Netns,
-		IfName: r.cmd.IfName, PluginArgsStr: r.cmd.Args, Path: r.cmd.Path}, nil
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Env = append(os.Environ(),
+		"CNI_COMMAND="+command, "CNI_CONTAINERID="+r.cmd.ContainerID, "CNI_NETNS="+r.cmd.Netns,
+		"CNI_IFNAME="+r.cmd.IfName, "CNI_ARGS="+r.cmd.Args, "CNI_PATH="+r.cmd.Path)
+	cmd.Stdin = bytes.NewReader(r.cmd.StdinData)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		var e types.Error
+		if json.Unmarshal(stdout.Bytes(), &e) == nil && e.Msg != "" {
+			return nil, &e
+		}
+		return nil, fmt.Errorf("%s %s: %w: %s", bin, command, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return stdout.Bytes(), nil
 }
 
 func (p *Plugin) allocateDelegated(r *request, rec *ipam.Attachment) (bool, error) {
-	bin, args, err := p.delegateArgs(r, "ADD")
-	if err != nil {
-		return false, err
-	}
-	raw, err := invoke.ExecPluginWithResult(context.Background(), bin, r.cmd.StdinData, args, nil)
+	out, err := p.execDelegate(r, "ADD")
 	if err != nil {
 		return false, fmt.Errorf("delegated IPAM %s: %w", r.conf.DelegateIPAM, err)
+	}
+	raw, err := version.NewResult(r.conf.CNIVersion, out)
+	if err != nil {
+		return false, fmt.Errorf("delegated IPAM %s result: %w", r.conf.DelegateIPAM, err)
 	}
 	res, err := current.NewResultFromResult(raw)
 	if err != nil {
@@ -65,11 +95,7 @@ func (p *Plugin) delegateDel(r *request, plugin string) error {
 	if r.conf.DelegateIPAM == "" || r.conf.DelegateIPAM != plugin {
 		return nil
 	}
-	bin, args, err := p.delegateArgs(r, "DEL")
-	if err != nil {
-		return err
-	}
-	if err := invoke.ExecPluginWithoutResult(context.Background(), bin, r.cmd.StdinData, args, nil); err != nil {
+	if _, err := p.execDelegate(r, "DEL"); err != nil {
 		return fmt.Errorf("delegated IPAM %s DEL: %w", plugin, err)
 	}
 	return nil

@@ -57,9 +57,11 @@ func (p *Plugin) Del(cmd *skel.CmdArgs) error {
 	if err != nil {
 		return ToCNI(err)
 	}
+	// One store transaction: the record is released first and put back
+	// if the teardown fails, so the runtime's retry still finds it.
 	var rec *ipam.Attachment
 	err = p.withStore(r.storePath(), func(s *ipam.Store) error {
-		a, ok, err := s.Get(r.key)
+		a, ok, err := s.Release(r.key)
 		if ok {
 			rec = &a
 		}
@@ -73,15 +75,14 @@ func (p *Plugin) Del(cmd *skel.CmdArgs) error {
 		mode = conf.Mode(rec.Mode)
 	}
 	if err := attacherFor(mode).del(p, r, rec); err != nil {
+		if rec != nil {
+			if perr := p.withStore(r.storePath(), func(s *ipam.Store) error { return s.Put(*rec) }); perr != nil {
+				p.warnf("keep the record of %s/%s after a failed DEL: %v", cmd.ContainerID, cmd.IfName, perr)
+			}
+		}
 		return ToCNI(fmt.Errorf("del %s/%s: %w", cmd.ContainerID, cmd.IfName, err))
 	}
-	if rec == nil {
-		return nil
-	}
-	return ToCNI(p.withStore(r.storePath(), func(s *ipam.Store) error {
-		_, _, err := s.Release(r.key)
-		return err
-	}))
+	return nil
 }
 
 // Check is the CNI CHECK verb.

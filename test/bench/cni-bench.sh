@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Benchmark the zonenet CNI plugin against the reference bridge + host-local
+# plugins (containernetworking/plugins), exec'd the way a runtime does.
+#
+# Everything happens in network namespaces this script creates: one that
+# plays the host per plugin configuration (bridges, iptables rules and
+# sysctls land there) and one per container. The machine's own namespace is
+# never touched. Needs root, ip(8), iptables, Go and the module proxy.
+#
+#   sudo test/bench/cni-bench.sh                           # full run
+#   OPS=20 PAR=10 EXISTING=50 test/bench/cni-bench.sh       # smoke, < 1 min idle
+#   OUT=bench.txt test/bench/cni-bench.sh                  # also save the table
+#
+# Knobs: OPS (sequential ADDs, then DELs; 200), PAR (parallel ADDs, then
+# DELs; 100), EXISTING (kept attachments; 500), PAIRS (ADD+DEL pairs timed
+# at 0 and at EXISTING; OPS/4, at least 5), REF_VERSION (v1.10.0), SKIP_REF=1 / SKIP_ZN=1.
+set -euo pipefail
+
+OPS=${OPS:-200}
+PAR=${PAR:-100}
+EXISTING=${EXISTING:-500}
+PAIRS=${PAIRS:-$((OPS / 4 > 5 ? OPS / 4 : 5))}
+REF_VERSION=${REF_VERSION:-v1.10.0}
+OUT=${OUT:-}
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+
+if [[ $(id -u) -ne 0 ]]; then
+	echo "cni-bench: needs root (network namespaces, bridges, iptables)" >&2
+	exit 1
+fi
+for tool in ip iptables go; do
+	command -v "$tool" >/dev/null || { echo "cni-bench: $tool not found" >&2; exit 1; }
+done
+
+tmp=$(mktemp -d /tmp/znbench.XXXXXX)
+hostns=()
+driver_pid=
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [[ -n $driver_pid ]] && kill -0 "$driver_pid" 2>/dev/null; then
+		kill "$driver_pid" 2>/dev/null || true
+		wait "$driver_pid" 2>/dev/null || true
+	fi
+	# Deleting a host namespace takes its bridges, veth ends, rules and
+	# sysctls with it. Container namespaces are pinned only inside the
+	# driver's private mount namespace and went away with the driver.
+	for ns in "${hostns[@]}"; do
+		ip netns del "$ns" 2>/dev/null || true
+	done
+	rm -rf "$tmp"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+log() { echo "cni-bench: $*" >&2; }
+
+# --- build -------------------------------------------------------------
+mkdir -p "$tmp/ref-bin" "$tmp/zn-bin" "$tmp/res"
+log "building driver"
+(cd "$repo" && go build -o "$tmp/cnibench" ./test/bench/cnibench)
+
+ref_ok=1
+if [[ ${SKIP_REF:-0} != 1 ]]; then
+	log "building reference bridge + host-local $REF_VERSION"
+	# Outside the module so its go.mod does not pin the reference build.
+	if ! (cd "$tmp" && GOBIN="$tmp/ref-bin" GOFLAGS=-buildvcs=false go install \
+		"github.com/containernetworking/plugins/plugins/main/bridge@$REF_VERSION" \
+		"github.com/containernetworking/plugins/plugins/ipam/host-local@$REF_VERSION") >"$tmp/ref-build.log" 2>&1; then
+		cat "$tmp/ref-build.log" >&2
+		ref_ok=0
+	elif ! CNI_COMMAND=VERSION "$tmp/ref-bin/bridge" </dev/null >/dev/null ||
+		! CNI_COMMAND=VERSION "$tmp/ref-bin/host-local" </dev/null >/dev/null; then
+		echo "reference plugins built but VERSION failed" >"$tmp/ref-build.log"
+		ref_ok=0
+	fi
+else
+	echo "skipped (SKIP_REF=1)" >"$tmp/ref-build.log"
+	ref_ok=0
+fi
+
+zn_ok=1
+if [[ ${SKIP_ZN:-0} != 1 ]]; then
+	log "building zonenet"
+	# Built as `make build` does: static, stripped.
+	if ! (cd "$repo" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp/zn-bin/zonenet" ./cmd/zonenet) >"$tmp/zn-build.log" 2>&1; then
+		{ echo "go build -o \$TMP/zonenet ./cmd/zonenet failed:"; cat "$tmp/zn-build.log"; } >"$tmp/zn-build.err"
+		cat "$tmp/zn-build.err" >&2
+		zn_ok=0
+	fi
+else
+	echo "skipped (SKIP_ZN=1)" >"$tmp/zn-build.err"
+	zn_ok=0
+fi
+
+# --- configs -----------------------------------------------------------
+tag=$$
+ref_conf() { # $1 = file, $2 = ipMasq, $3 = bridge, $4 = host-local dataDir
+	cat >"$1" <<JSON
+{"cniVersion":"1.0.0","name":"bench","plugins":[
+ {"type":"bridge","bridge":"$3","isGateway":true,"ipMasq":$2,
+  "ipam":{"type":"host-local","dataDir":"$4","ranges":[[{"subnet":"10.88.0.0/16"}]],"routes":[{"dst":"0.0.0.0/0"}]}}]}
+JSON
+}
+ref_conf "$tmp/ref-masq.conflist" true "znbr${tag}a" "$tmp/ref-masq/hl"
+ref_conf "$tmp/ref-nomasq.conflist" false "znbr${tag}b" "$tmp/ref-nomasq/hl"
+cat >"$tmp/zonenet.conflist" <<JSON
+{"cniVersion":"1.1.0","name":"bench","plugins":[
+ {"type":"zonenet","mode":"bridge","dataDir":"$tmp/zonenet/zn","ipMasq":true,
+  "zones":[{"name":"frontend","subnet":"10.89.0.0/16","bridge":"znbr${tag}z"}]}]}
+JSON
+
+# --- run ---------------------------------------------------------------
+# One host namespace per configuration, so no rule, bridge or lease of one
+# can slow down or help another. A single driver measures all of them,
+# interleaving sequential ops so that load drift hits each alike; it
+# starts each plugin from a thread that joined that plugin's host namespace.
+targets=()
+add_target() { # LABEL BINDIR
+	local ns="znbench-host-$$-$1"
+	ip netns add "$ns"
+	hostns+=("$ns")
+	ip netns exec "$ns" ip link set lo up
+	mkdir -p "$tmp/$1"
+	targets+=("$1:$tmp/$1.conflist:$2:/run/netns/$ns:$tmp/res/$1.json")
+}
+
+if [[ $ref_ok == 1 ]]; then
+	add_target ref-masq "$tmp/ref-bin"
+	add_target ref-nomasq "$tmp/ref-bin"
+else
+	"$tmp/cnibench" fail -label ref-masq -msg-file "$tmp/ref-build.log" -out "$tmp/res/ref-masq.json"
+	"$tmp/cnibench" fail -label ref-nomasq -msg-file "$tmp/ref-build.log" -out "$tmp/res/ref-nomasq.json"
+fi
+if [[ $zn_ok == 1 ]]; then
+	add_target zonenet "$tmp/zn-bin"
+else
+	"$tmp/cnibench" fail -label zonenet -msg-file "$tmp/zn-build.err" -out "$tmp/res/zonenet.json"
+fi
+
+if ((${#targets[@]} > 0)); then
+	log "measuring ${targets[*]%%:*}"
+	# The driver itself also lives in a bench namespace (and in the private
+	# mount namespace ip-netns-exec gives it, which holds the container
+	# netns pins and dies with it).
+	ip netns exec "${hostns[0]}" "$tmp/cnibench" run \
+		-nsdir "$tmp/netns" -outer-netns "/proc/$$/ns/net" \
+		-ops "$OPS" -par "$PAR" -existing "$EXISTING" -pairs "$PAIRS" \
+		"${targets[@]}" &
+	driver_pid=$!
+	wait "$driver_pid" || log "driver reported an error (see table)"
+	driver_pid=
+fi
+
+echo
+"$tmp/cnibench" table -base "$tmp/res/ref-masq.json" -extra "$tmp/res/ref-nomasq.json" \
+	-target "$tmp/res/zonenet.json" ${OUT:+-out "$OUT"}
