@@ -65,14 +65,19 @@ func (bridgeMode) add(p *Plugin, r *request) (res *current.Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	var undoZone func()
 	defer func() {
 		if err == nil {
 			return
 		}
-		// Undo in reverse; the lease goes last so that a crash half way
-		// through the undo still leaves GC a record to clean up from.
+		// Undo in reverse: the container's veth, then the zone setup this
+		// ADD made (once the veth has left the bridge), then the lease,
+		// last, so a crash half way through still leaves GC a record.
 		if uerr := teardownBridge(p, r, &rec); uerr != nil {
 			p.warnf("rollback of %s/%s: %v", r.key.ContainerID, r.key.IfName, uerr)
+		}
+		if undoZone != nil {
+			undoZone()
 		}
 		if owned {
 			if uerr := p.release(r, &rec); uerr != nil {
@@ -86,13 +91,6 @@ func (bridgeMode) add(p *Plugin, r *request) (res *current.Result, err error) {
 
 	// 2. the zone's bridge, gateway, forwarding and NAT.
 	br, undoZone, err := p.ensureBridge(c, z)
-	if undoZone != nil {
-		defer func() {
-			if err != nil {
-				undoZone()
-			}
-		}()
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -103,18 +101,22 @@ func (bridgeMode) add(p *Plugin, r *request) (res *current.Result, err error) {
 		return nil, fmt.Errorf("open host netns: %w", err)
 	}
 	defer hostNS.Close()
-	if old, err := netlinksafe.LinkByName(rec.HostVeth); err == nil {
-		// Our name is derived from the key: this is a leftover of an ADD
-		// of this very attachment that died half way.
-		_ = netlink.LinkDel(old)
-	}
 	spec := vethSpec{ContName: r.cmd.IfName, HostName: rec.HostVeth, MTU: c.MTU, MAC: mac, HostNSFd: int(hostNS.Fd())}
 	var cont netlink.Link
-	err = netns.Do(r.cmd.Netns, func() error {
+	mkVeth := func() error {
 		var err error
 		cont, err = createVeth(spec)
 		return err
-	})
+	}
+	err = netns.Do(r.cmd.Netns, mkVeth)
+	if errors.Is(err, syscall.EEXIST) {
+		// The container's name was free (checked above), so the host
+		// name is taken: derived from the key, it can only be a leftover
+		// of an ADD of this very attachment that died half way.
+		if derr := deleteLink(rec.HostVeth); derr == nil {
+			err = netns.Do(r.cmd.Netns, mkVeth)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -195,14 +197,30 @@ func (p *Plugin) release(r *request, rec *ipam.Attachment) error {
 
 func (bridgeMode) del(p *Plugin, r *request, rec *ipam.Attachment) error {
 	if rec == nil {
-		// No record: still remove a veth our name scheme would have made.
-		rec = &ipam.Attachment{Key: r.key, HostVeth: hostVethName(r.key)}
+		// No record: ADD never got as far as leasing (it leases first),
+		// or this is a repeated DEL. Only a veth our name scheme would
+		// have made is ours to remove; the container's interfaces are not.
+		err := ignoreNotFound(deleteLink(hostVethName(r.key)))
+		if r.conf.DelegateIPAM != "" {
+			// The delegate may hold a lease we never recorded.
+			err = errors.Join(err, p.delegateDel(r, r.conf.DelegateIPAM))
+		}
+		return err
 	}
 	err := teardownBridge(p, r, rec)
 	if rec.Delegated != "" {
 		err = errors.Join(err, p.delegateDel(r, rec.Delegated))
 	}
 	return err
+}
+
+// deleteLink deletes a link of the current namespace by name.
+func deleteLink(name string) error {
+	l, err := netlinksafe.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	return netlink.LinkDel(l)
 }
 
 // teardownBridge removes the container's veth and published ports.
@@ -214,10 +232,12 @@ func teardownBridge(p *Plugin, r *request, rec *ipam.Attachment) error {
 	if l, err := netlinksafe.LinkByName(rec.HostVeth); err == nil {
 		errs = append(errs, ignoreNotFound(netlink.LinkDel(l)))
 	} else if r.cmd.Netns != "" {
+		// The host end is gone or was moved: remove the container end,
+		// but only if it is the one we made (same MAC).
 		err := netns.Do(r.cmd.Netns, func() error {
 			l, err := netlinksafe.LinkByName(r.cmd.IfName)
-			if err != nil || l.Type() != "veth" {
-				return nil // gone, or not one of ours
+			if err != nil || l.Type() != "veth" || l.Attrs().HardwareAddr.String() != rec.MAC {
+				return nil
 			}
 			return ignoreNotFound(netlink.LinkDel(l))
 		})

@@ -17,60 +17,112 @@ import (
 	"github.com/zonenet/zonenet/conf"
 )
 
+// Bridge ownership lives in the bridge's alias:
+//
+//	zonenet-new:<net>:<zone>      made by zonenet, setup not finished
+//	zonenet:<net>:<zone>          made by zonenet, ready; GC may delete it
+//	zonenet-adopted:<net>:<zone>  existed before (user-made), ready; never deleted
+//
+// A bridge with any other alias belongs to someone else and is refused.
+func bridgeAlias(network, zone string) string   { return "zonenet:" + network + ":" + zone }
+func newBridgeAlias(network, zone string) string { return "zonenet-new:" + network + ":" + zone }
+func adoptedAlias(network, zone string) string   { return "zonenet-adopted:" + network + ":" + zone }
+
 // ensureBridge returns the zone's bridge, creating and setting it up when
-// needed. A bridge carrying our alias is ready: the common ADD costs one
-// link lookup and no iptables exec. When this call created the bridge, undo
-// takes the zone's setup away again, for an ADD that fails later on.
+// needed. A ready bridge costs two netlink calls on the ADD path (the link
+// and its gateway address) and no iptables exec; a missing gateway (a
+// host that was tampered with) is repaired. When this call created the
+// bridge, undo takes the zone's setup away again, for an ADD that fails
+// later on.
 func (p *Plugin) ensureBridge(c *conf.NetConf, z *conf.Zone) (br netlink.Link, undo func(), err error) {
-	alias := bridgeAlias(c.Name, z.Name)
+	ready, adopted := bridgeAlias(c.Name, z.Name), adoptedAlias(c.Name, z.Name)
 	link, err := netlinksafe.LinkByName(z.Bridge)
-	if err == nil {
-		if _, ok := link.(*netlink.Bridge); !ok {
-			return nil, nil, &conf.Error{Code: types.ErrInvalidNetworkConfig, Key: "zones (" + z.Name + ").bridge",
-				Value: z.Bridge, Msg: fmt.Sprintf("names an existing %s device, not a bridge", link.Type())}
-		}
-		if link.Attrs().Alias == alias && link.Attrs().Flags&net.FlagUp != 0 {
+	if err != nil {
+		return p.createBridge(c, z)
+	}
+	if _, ok := link.(*netlink.Bridge); !ok {
+		return nil, nil, &conf.Error{Code: types.ErrInvalidNetworkConfig, Key: "zones (" + z.Name + ").bridge",
+			Value: z.Bridge, Msg: fmt.Sprintf("names an existing %s device, not a bridge", link.Type())}
+	}
+	alias := link.Attrs().Alias
+	switch alias {
+	case ready, adopted:
+		if link.Attrs().Flags&net.FlagUp != 0 && hasGateway(link, z) {
 			return link, nil, nil
 		}
-	} else {
-		nb := &netlink.Bridge{LinkAttrs: netlink.NewLinkAttrs()}
-		nb.Name = z.Bridge
-		if c.MTU != 0 {
-			nb.MTU = c.MTU
-		}
-		err := netlink.LinkAdd(nb)
-		if err != nil && !errors.Is(err, syscall.EEXIST) {
-			return nil, nil, fmt.Errorf("create bridge %s: %w", z.Bridge, err)
-		}
-		if link, err = netlinksafe.LinkByName(z.Bridge); err != nil {
-			return nil, nil, fmt.Errorf("find bridge %s: %w", z.Bridge, err)
-		}
-		if err == nil {
-			u := &zoneUndo{p: p, c: c, z: z, bridge: link, sysctls: map[string]string{}}
-			undo = u.run
-			err = p.setupZone(c, z, link, u)
-		}
-		if err != nil {
-			if undo != nil {
-				undo()
-			}
-			return nil, nil, err
-		}
-		if err := netlink.LinkSetAlias(link, alias); err != nil {
-			undo()
-			return nil, nil, fmt.Errorf("mark bridge %s: %w", z.Bridge, err)
-		}
-		return link, undo, nil
+	case newBridgeAlias(c.Name, z.Name):
+		adopted = ready // ours: an ADD died before finishing it
+	case "":
+		// A bridge the user made and named in the config: use it, mark
+		// it, never delete it.
+	default:
+		return nil, nil, &conf.Error{Code: types.ErrInvalidNetworkConfig, Key: "zones (" + z.Name + ").bridge",
+			Value: z.Bridge, Msg: fmt.Sprintf("is an existing bridge that belongs to someone else (alias %q)", alias)}
 	}
-	// The bridge exists but its setup never completed (an ADD died half
-	// way): finish it. It is not ours to take away again.
 	if err := p.setupZone(c, z, link, nil); err != nil {
 		return nil, nil, err
 	}
-	if err := netlink.LinkSetAlias(link, alias); err != nil {
+	if alias == ready || alias == adoptedAlias(c.Name, z.Name) {
+		return link, nil, nil
+	}
+	if err := netlink.LinkSetAlias(link, adopted); err != nil {
 		return nil, nil, fmt.Errorf("mark bridge %s: %w", z.Bridge, err)
 	}
 	return link, nil, nil
+}
+
+// createBridge makes the zone's bridge and sets the zone up. The bridge is
+// born with the "new" alias, so a crash half way leaves one we recognise.
+func (p *Plugin) createBridge(c *conf.NetConf, z *conf.Zone) (netlink.Link, func(), error) {
+	nb := &netlink.Bridge{LinkAttrs: netlink.NewLinkAttrs()}
+	nb.Name = z.Bridge
+	nb.Alias = newBridgeAlias(c.Name, z.Name)
+	if c.MTU != 0 {
+		nb.MTU = c.MTU
+	}
+	if err := netlink.LinkAdd(nb); errors.Is(err, syscall.EEXIST) {
+		// Another exec made it a moment ago: set up (idempotently) and
+		// leave any undo to its maker.
+		return p.ensureBridge(c, z)
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("create bridge %s: %w", z.Bridge, err)
+	}
+	link, err := netlinksafe.LinkByName(z.Bridge)
+	if err != nil {
+		return nil, nil, fmt.Errorf("find bridge %s: %w", z.Bridge, err)
+	}
+	u := &zoneUndo{p: p, c: c, z: z, bridge: link, sysctls: map[string]string{}}
+	if err := p.setupZone(c, z, link, u); err != nil {
+		u.run()
+		return nil, nil, err
+	}
+	if err := netlink.LinkSetAlias(link, bridgeAlias(c.Name, z.Name)); err != nil {
+		u.run()
+		return nil, nil, fmt.Errorf("mark bridge %s: %w", z.Bridge, err)
+	}
+	return link, u.run, nil
+}
+
+// hasGateway reports whether the zone's gateway addresses are on br.
+func hasGateway(br netlink.Link, z *conf.Zone) bool {
+	addrs, err := netlinksafe.AddrList(br, netlink.FAMILY_ALL)
+	if err != nil {
+		return false
+	}
+	want := 0
+	for _, gw := range []netip.Addr{z.Gateway, z.Gateway6} {
+		if !gw.IsValid() {
+			continue
+		}
+		want++
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == gw {
+				want--
+				break
+			}
+		}
+	}
+	return want == 0
 }
 
 // zoneUndo remembers what setting up a new zone changed on the host.

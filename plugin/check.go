@@ -76,6 +76,15 @@ func (bridgeMode) check(p *Plugin, r *request, rec ipam.Attachment, prev *curren
 	if host.Attrs().MasterIndex != br.Attrs().Index {
 		return fmt.Errorf("host veth %s is not on bridge %s", rec.HostVeth, z.Bridge)
 	}
+	if host.Attrs().Flags&net.FlagUp == 0 {
+		return fmt.Errorf("host veth %s is down", rec.HostVeth)
+	}
+	if br.Attrs().Flags&net.FlagUp == 0 {
+		return fmt.Errorf("bridge %s is down", z.Bridge)
+	}
+	if !hasGateway(br, z) {
+		return fmt.Errorf("bridge %s lacks the gateway address of zone %s", z.Bridge, z.Name)
+	}
 	if r.conf.IPMasq {
 		for _, s := range z.Prefixes() {
 			ok, err := acl.HasMasq(p.IPT, masqFor(r.conf, z, s))

@@ -100,3 +100,39 @@ func (p *Plugin) delegateDel(r *request, plugin string) error {
 	}
 	return nil
 }
+
+// delegateSupports asks the delegate which CNI versions it speaks: GC and
+// STATUS go to it only when it knows them (1.1.0).
+func (p *Plugin) delegateSupports(r *request, want string) bool {
+	out, err := p.execDelegate(r, "VERSION")
+	if err != nil {
+		return false
+	}
+	var v struct {
+		Supported []string `json:"supportedVersions"`
+	}
+	if json.Unmarshal(out, &v) != nil {
+		return false
+	}
+	for _, s := range v.Supported {
+		if s == want {
+			return true
+		}
+	}
+	return false
+}
+
+// delegateVerb passes CHECK, GC or STATUS on to the delegate IPAM plugin.
+// GC and STATUS exist from CNI 1.1.0; an older delegate is left out.
+func (p *Plugin) delegateVerb(r *request, command string) error {
+	if r.conf.DelegateIPAM == "" {
+		return nil
+	}
+	if (command == "GC" || command == "STATUS") && !p.delegateSupports(r, "1.1.0") {
+		return nil
+	}
+	if _, err := p.execDelegate(r, command); err != nil {
+		return fmt.Errorf("delegated IPAM %s %s: %w", r.conf.DelegateIPAM, command, err)
+	}
+	return nil
+}

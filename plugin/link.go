@@ -31,9 +31,6 @@ func createVeth(s vethSpec) (netlink.Link, error) {
 		v.PeerMTU = uint32(s.MTU)
 	}
 	if err := netlink.LinkAdd(v); err != nil {
-		if os.IsExist(err) {
-			return nil, fmt.Errorf("interface %s already exists in the container: %w", s.ContName, err)
-		}
 		return nil, fmt.Errorf("create veth %s/%s: %w", s.ContName, s.HostName, err)
 	}
 	l, err := netlinksafe.LinkByName(s.ContName)

@@ -47,6 +47,12 @@ func (p *Plugin) Add(cmd *skel.CmdArgs) error {
 	if err != nil {
 		return ToCNI(err)
 	}
+	if len(r.conf.PrevResult) > 0 {
+		// Chained after another plugin: pass its result on, ours added.
+		if res, err = mergePrev(r, res); err != nil {
+			return ToCNI(err)
+		}
+	}
 	return p.printResult(r, res)
 }
 
@@ -57,11 +63,11 @@ func (p *Plugin) Del(cmd *skel.CmdArgs) error {
 	if err != nil {
 		return ToCNI(err)
 	}
-	// One store transaction: the record is released first and put back
-	// if the teardown fails, so the runtime's retry still finds it.
+	// The record goes last: a DEL killed half way leaves it for the
+	// runtime's retry (or GC) to finish from.
 	var rec *ipam.Attachment
 	err = p.withStore(r.storePath(), func(s *ipam.Store) error {
-		a, ok, err := s.Release(r.key)
+		a, ok, err := s.Get(r.key)
 		if ok {
 			rec = &a
 		}
@@ -75,14 +81,15 @@ func (p *Plugin) Del(cmd *skel.CmdArgs) error {
 		mode = conf.Mode(rec.Mode)
 	}
 	if err := attacherFor(mode).del(p, r, rec); err != nil {
-		if rec != nil {
-			if perr := p.withStore(r.storePath(), func(s *ipam.Store) error { return s.Put(*rec) }); perr != nil {
-				p.warnf("keep the record of %s/%s after a failed DEL: %v", cmd.ContainerID, cmd.IfName, perr)
-			}
-		}
 		return ToCNI(fmt.Errorf("del %s/%s: %w", cmd.ContainerID, cmd.IfName, err))
 	}
-	return nil
+	if rec == nil {
+		return nil
+	}
+	return ToCNI(p.withStore(r.storePath(), func(s *ipam.Store) error {
+		_, _, err := s.Release(r.key)
+		return err
+	}))
 }
 
 // Check is the CNI CHECK verb.
@@ -118,7 +125,13 @@ func (p *Plugin) Check(cmd *skel.CmdArgs) error {
 		return &types.Error{Code: types.ErrUnknownContainer,
 			Msg: fmt.Sprintf("no attachment of %s/%s in network %s", cmd.ContainerID, cmd.IfName, r.conf.Name)}
 	}
-	return ToCNI(attacherFor(conf.Mode(rec.Mode)).check(p, r, rec, prev))
+	if err := attacherFor(conf.Mode(rec.Mode)).check(p, r, rec, prev); err != nil {
+		return ToCNI(err)
+	}
+	if rec.Delegated != "" {
+		return ToCNI(p.delegateVerb(r, "CHECK"))
+	}
+	return nil
 }
 
 // GC is the CNI GC verb: every attachment of the network that is not in
@@ -164,6 +177,7 @@ func (p *Plugin) GC(cmd *skel.CmdArgs) error {
 	if r.conf.Mode == conf.ModeBridge {
 		errs = append(errs, p.removeIdleZones(r, used))
 	}
+	errs = append(errs, p.delegateVerb(r, "GC"))
 	return ToCNI(errors.Join(errs...))
 }
 
@@ -173,7 +187,13 @@ func (p *Plugin) Status(cmd *skel.CmdArgs) error {
 	if err != nil {
 		return ToCNI(err)
 	}
-	if r.conf.Mode != conf.ModeBridge || r.conf.DelegateIPAM != "" {
+	if r.conf.DelegateIPAM != "" {
+		if err := p.delegateVerb(r, "STATUS"); err != nil {
+			return &types.Error{Code: types.ErrPluginNotAvailable, Msg: err.Error()}
+		}
+		return nil
+	}
+	if r.conf.Mode != conf.ModeBridge {
 		return nil
 	}
 	z, err := r.conf.SelectZone(conf.Args{})
@@ -196,4 +216,30 @@ func (p *Plugin) Status(cmd *skel.CmdArgs) error {
 		}
 	}
 	return nil
+}
+
+// mergePrev appends our interfaces, addresses and routes to prevResult.
+func mergePrev(r *request, ours *current.Result) (*current.Result, error) {
+	prevAny, err := version.NewResult(r.conf.CNIVersion, r.conf.PrevResult)
+	if err != nil {
+		return nil, &types.Error{Code: types.ErrDecodingFailure, Msg: "prevResult: " + err.Error()}
+	}
+	prev, err := current.NewResultFromResult(prevAny)
+	if err != nil {
+		return nil, &types.Error{Code: types.ErrDecodingFailure, Msg: "prevResult: " + err.Error()}
+	}
+	shift := len(prev.Interfaces)
+	prev.Interfaces = append(prev.Interfaces, ours.Interfaces...)
+	for _, ipc := range ours.IPs {
+		if ipc.Interface != nil {
+			i := *ipc.Interface + shift
+			ipc.Interface = &i
+		}
+		prev.IPs = append(prev.IPs, ipc)
+	}
+	prev.Routes = append(prev.Routes, ours.Routes...)
+	if len(ours.DNS.Nameservers) > 0 {
+		prev.DNS = ours.DNS
+	}
+	return prev, nil
 }

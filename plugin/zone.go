@@ -46,11 +46,6 @@ func containerMAC(k ipam.Key) net.HardwareAddr {
 	return mac
 }
 
-// bridgeAlias marks a bridge whose zone setup (gateway, forwarding, NAT)
-// completed; it is written last, so a bridge without it is set up again.
-func bridgeAlias(network, zone string) string {
-	return "zonenet:" + network + ":" + zone
-}
 
 // masqFor describes a zone's egress NAT for one of its subnets.
 func masqFor(c *conf.NetConf, z *conf.Zone, subnet netip.Prefix) acl.Masq {
@@ -72,8 +67,10 @@ func (p *Plugin) removeIdleZones(r *request, used map[string]bool) error {
 		}
 		link, err := netlinksafe.LinkByName(z.Bridge)
 		if err == nil {
-			if link.Attrs().Alias != bridgeAlias(r.conf.Name, z.Name) || hasPorts(link) {
-				continue // not ours, or still in use by someone else
+			ours := link.Attrs().Alias == bridgeAlias(r.conf.Name, z.Name) ||
+				link.Attrs().Alias == newBridgeAlias(r.conf.Name, z.Name)
+			if !ours || hasPorts(link) {
+				continue // not made by us, or still in use by someone else
 			}
 			if err := netlink.LinkDel(link); err != nil {
 				errs = append(errs, fmt.Errorf("delete bridge %s: %w", z.Bridge, err))
