@@ -24,7 +24,7 @@ import (
 //	zonenet-adopted:<net>:<zone>  existed before (user-made), ready; never deleted
 //
 // A bridge with any other alias belongs to someone else and is refused.
-func bridgeAlias(network, zone string) string   { return "zonenet:" + network + ":" + zone }
+func bridgeAlias(network, zone string) string    { return "zonenet:" + network + ":" + zone }
 func newBridgeAlias(network, zone string) string { return "zonenet-new:" + network + ":" + zone }
 func adoptedAlias(network, zone string) string   { return "zonenet-adopted:" + network + ":" + zone }
 

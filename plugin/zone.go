@@ -46,7 +46,6 @@ func containerMAC(k ipam.Key) net.HardwareAddr {
 	return mac
 }
 
-
 // masqFor describes a zone's egress NAT for one of its subnets.
 func masqFor(c *conf.NetConf, z *conf.Zone, subnet netip.Prefix) acl.Masq {
 	m := acl.Masq{Network: c.Name, Zone: z.Name, Subnet: subnet}
