@@ -27,6 +27,7 @@ Usage:
 
 Commands:
   demo      build the reference zone topology in network namespaces, probe it, tear it down
+  policy    check a policy document and explain what it allows (policy check FILE)
   status    list the attachments recorded in a node's store
   version   print the version
 
@@ -60,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
+	case "policy":
+		return runPolicy(args[1:], stdout, stderr)
 	case "status":
 		return runStatus(args[1:], stdout, stderr)
 	case "version":
