@@ -12,6 +12,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/zonenet/zonenet/acl"
 	"github.com/zonenet/zonenet/conf"
@@ -47,7 +48,7 @@ func (p *Plugin) ensureBridge(c *conf.NetConf, z *conf.Zone) (br netlink.Link, u
 	alias := link.Attrs().Alias
 	switch alias {
 	case ready, adopted:
-		if link.Attrs().Flags&net.FlagUp != 0 && hasGateway(link, z) {
+		if link.Attrs().Flags&net.FlagUp != 0 && hasGateway(z) {
 			return link, nil, nil
 		}
 	case newBridgeAlias(c.Name, z.Name):
@@ -103,26 +104,21 @@ func (p *Plugin) createBridge(c *conf.NetConf, z *conf.Zone) (netlink.Link, func
 	return link, u.run, nil
 }
 
-// hasGateway reports whether the zone's gateway addresses are on br.
-func hasGateway(br netlink.Link, z *conf.Zone) bool {
-	addrs, err := netlinksafe.AddrList(br, netlink.FAMILY_ALL)
-	if err != nil {
-		return false
-	}
-	want := 0
+// hasGateway reports whether the zone's gateway addresses are local
+// addresses of this host. One route lookup per family, not an address
+// dump: a dump lists every veth's link-local address too, and would grow
+// with the number of containers.
+func hasGateway(z *conf.Zone) bool {
 	for _, gw := range []netip.Addr{z.Gateway, z.Gateway6} {
 		if !gw.IsValid() {
 			continue
 		}
-		want++
-		for _, a := range addrs {
-			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == gw {
-				want--
-				break
-			}
+		routes, err := netlink.RouteGet(net.IP(gw.AsSlice()))
+		if err != nil || len(routes) == 0 || routes[0].Type != unix.RTN_LOCAL {
+			return false
 		}
 	}
-	return want == 0
+	return true
 }
 
 // zoneUndo remembers what setting up a new zone changed on the host.

@@ -3,12 +3,14 @@ package plugin
 import (
 	"fmt"
 	"net"
+	"net/netip"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 
 	"github.com/zonenet/zonenet/acl"
+	"github.com/zonenet/zonenet/conf"
 	"github.com/zonenet/zonenet/ipam"
 	"github.com/zonenet/zonenet/netns"
 )
@@ -82,7 +84,7 @@ func (bridgeMode) check(p *Plugin, r *request, rec ipam.Attachment, prev *curren
 	if br.Attrs().Flags&net.FlagUp == 0 {
 		return fmt.Errorf("bridge %s is down", z.Bridge)
 	}
-	if !hasGateway(br, z) {
+	if !hasGateway(z) || !gatewayOn(br, z) {
 		return fmt.Errorf("bridge %s lacks the gateway address of zone %s", z.Bridge, z.Name)
 	}
 	if r.conf.IPMasq {
@@ -128,4 +130,25 @@ func checkDefaultRoute(l netlink.Link, v4 bool, gw net.IP) error {
 func isDefault(n *net.IPNet) bool {
 	ones, _ := n.Mask.Size()
 	return ones == 0
+}
+
+// gatewayOn reports whether the zone's gateways sit on br itself (CHECK
+// only: it dumps addresses).
+func gatewayOn(br netlink.Link, z *conf.Zone) bool {
+	addrs, err := netlinksafe.AddrList(br, netlink.FAMILY_ALL)
+	if err != nil {
+		return false
+	}
+	for _, gw := range []netip.Addr{z.Gateway, z.Gateway6} {
+		found := !gw.IsValid()
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == gw {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
