@@ -205,7 +205,11 @@ func removeFilterLocked(r Runner, f Family, network string) error {
 	for _, c := range networkChains(network) {
 		mine[c] = true
 	}
-	var b, tops bytes.Buffer
+	// Two restores: the first takes every jump and rule away in one
+	// commit; the second deletes the chains, now empty and unreferenced.
+	// iptables-nft refuses to delete a chain whose last jump is deleted
+	// in the same restore.
+	var b, del bytes.Buffer
 	for _, h := range hooks {
 		others := false // rules of the top chain that stay
 		for _, l := range rs.sortedRules() {
@@ -223,24 +227,25 @@ func removeFilterLocked(r Runner, f Family, network string) error {
 		}
 		for _, l := range rs.sortedRules() {
 			if strings.HasPrefix(l, "-A "+h.builtin+" ") && strings.HasSuffix(l, " -j "+h.top) {
-				tops.WriteString("-D" + strings.TrimPrefix(l, "-A") + "\n")
+				b.WriteString("-D" + strings.TrimPrefix(l, "-A") + "\n")
 			}
 		}
-		fmt.Fprintf(&tops, "-F %s\n-X %s\n", h.top, h.top)
+		fmt.Fprintf(&b, "-F %s\n", h.top)
+		fmt.Fprintf(&del, "-X %s\n", h.top)
 	}
 	for _, c := range networkChains(network) {
 		if rs.chains[c] {
 			fmt.Fprintf(&b, "-F %s\n", c)
+			fmt.Fprintf(&del, "-X %s\n", c)
 		}
 	}
-	for _, c := range networkChains(network) {
-		if rs.chains[c] {
-			fmt.Fprintf(&b, "-X %s\n", c)
+	if b.Len() > 0 {
+		if err := r.Restore(f, "filter", b.Bytes()); err != nil {
+			return err
 		}
 	}
-	b.Write(tops.Bytes())
-	if b.Len() == 0 {
+	if del.Len() == 0 {
 		return nil
 	}
-	return r.Restore(f, "filter", b.Bytes())
+	return r.Restore(f, "filter", del.Bytes())
 }
