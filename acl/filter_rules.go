@@ -22,6 +22,14 @@ type chainRules struct {
 // single match without sets.
 func renderHook(h hook, f Family, network string, p *conf.Policy) []chainRules {
 	main := chainRules{name: ownerChain(h.prefix, network)}
+	if f == IPv6 {
+		// Neighbour discovery is the link's plumbing, not a connection:
+		// without it no IPv6 flow, allowed or not, gets anywhere.
+		for _, typ := range []string{"neighbour-solicitation", "neighbour-advertisement"} {
+			main.rules = append(main.rules, jumpLine(main.name, "-p ipv6-icmp -m icmp6 --icmpv6-type "+typ,
+				"zonenet "+network+" neighbour discovery", "ACCEPT"))
+		}
+	}
 	// The gateways are the host's own addresses: the host talking to
 	// itself through one is not a zone's traffic.
 	for _, gf := range []struct {

@@ -128,6 +128,7 @@ func TestApplyFilterIdempotentAndDeterministic(t *testing.T) {
 		`-d 10.0.1.0/24 -p tcp -m tcp --dport 443 -m comment --comment "zonenet prod rule web-in" -j ACCEPT`,
 		`-s 10.0.1.0/24 -p udp -m udp --dport 53 -m comment --comment "zonenet prod rule gateway-dns" -j ACCEPT`,
 		`-s fd00:0:3::/64 -m comment --comment "zonenet prod default toHost mgmt" -j DROP`,
+		`-p ipv6-icmp -m icmp6 --icmpv6-type neighbour-solicitation -m comment --comment "zonenet prod neighbour discovery" -j ACCEPT`,
 	} {
 		if !strings.Contains(first, want) {
 			t.Errorf("missing %s", want)
