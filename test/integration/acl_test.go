@@ -66,6 +66,7 @@ type aclPeer struct {
 func TestACLMatrix(t *testing.T) {
 	e := newEnv(t, "1.1.0")
 	front, back, mgmt := e.zone("frontend"), e.zone("backend"), e.zone("mgmt")
+	mgmt.Subnet6 = cnitest.Subnet6(t).String() // dual stack, as in the reference
 	e.conf.Zones = []cnitest.Zone{front, back, mgmt}
 	e.conf.IPMasq = cnitest.Bool(false)
 	mgmtAddr := cnitest.Nth(netip.MustParsePrefix(mgmt.Subnet), 10)
@@ -90,7 +91,7 @@ func TestACLMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var peers []aclPeer
+	var peers, peers6 []aclPeer
 	var ctrs []*ctr
 	for _, z := range e.conf.Zones {
 		for i := 1; i <= 2; i++ {
@@ -102,8 +103,15 @@ func TestACLMatrix(t *testing.T) {
 			c.Conf.SetArgs(args)
 			res := e.add(c)
 			ctrs = append(ctrs, c)
-			a, _ := netip.AddrFromSlice(res.IPs[0].Address.IP.To4())
-			peers = append(peers, aclPeer{name: fmt.Sprintf("%s-%d", z.Name, i), ns: c.NS, addr: a})
+			name := fmt.Sprintf("%s-%d", z.Name, i)
+			for _, ip := range res.IPs {
+				a, _ := netip.AddrFromSlice(ip.Address.IP)
+				if a = a.Unmap(); a.Is4() {
+					peers = append(peers, aclPeer{name: name, ns: c.NS, addr: a})
+				} else {
+					peers6 = append(peers6, aclPeer{name: name, ns: c.NS, addr: a})
+				}
+			}
 		}
 	}
 	if peers[4].addr != mgmtAddr {
@@ -118,16 +126,16 @@ func TestACLMatrix(t *testing.T) {
 		aclPeer{name: "outside", ns: outside, addr: outAddr},
 		aclPeer{name: "host-gw", ns: e.host, addr: zoneGateway(front), host: true},
 		aclPeer{name: "host-out", ns: e.host, addr: hostOut, host: true})
-	for _, p := range peers {
-		if p.name == "host-out" {
-			continue // host-gw's listeners are on every address of the host
-		}
-		listen := p.addr
-		if p.host {
-			listen = netip.IPv4Unspecified()
-		}
+	peers6 = append(peers6, aclPeer{name: "host-gw6", ns: e.host, addr: zoneGateway6(mgmt), host: true})
+	if len(peers6) != 3 {
+		t.Fatalf("IPv6 peers %v, want both mgmt containers and the host", peers6)
+	}
+	for _, p := range peers6 {
+		p.ns.WaitAddrsReady(t, 5*time.Second)
+	}
+	for _, p := range append(append([]aclPeer(nil), peers...), peers6...) {
 		for _, port := range aclPorts {
-			cnitest.EchoTCP(t, p.ns, hostPort(listen, int(port)), p.name)
+			cnitest.EchoTCP(t, p.ns, hostPort(p.addr, int(port)), p.name)
 		}
 	}
 
@@ -144,6 +152,7 @@ func TestACLMatrix(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkMatrix(t, v.name, pol, peers)
+		checkMatrix(t, v.name+"/IPv6", pol, peers6)
 	}
 
 	// GC takes the network's filter away with its last zone.
