@@ -60,7 +60,11 @@ func (p *Plugin) ensureBridge(c *conf.NetConf, z *conf.Zone) (br netlink.Link, u
 		return nil, nil, &conf.Error{Code: types.ErrInvalidNetworkConfig, Key: "zones (" + z.Name + ").bridge",
 			Value: z.Bridge, Msg: fmt.Sprintf("is an existing bridge that belongs to someone else (alias %q)", alias)}
 	}
-	if err := p.setupZone(c, z, link, nil); err != nil {
+	pol, err := LoadPolicy(c, c.Policy)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := p.setupZone(c, z, link, pol, nil); err != nil {
 		return nil, nil, err
 	}
 	if alias == ready || alias == adoptedAlias(c.Name, z.Name) {
@@ -75,6 +79,11 @@ func (p *Plugin) ensureBridge(c *conf.NetConf, z *conf.Zone) (br netlink.Link, u
 // createBridge makes the zone's bridge and sets the zone up. The bridge is
 // born with the "new" alias, so a crash half way leaves one we recognise.
 func (p *Plugin) createBridge(c *conf.NetConf, z *conf.Zone) (netlink.Link, func(), error) {
+	// A bad policy fails the ADD before anything changes on the host.
+	pol, err := LoadPolicy(c, c.Policy)
+	if err != nil {
+		return nil, nil, err
+	}
 	nb := &netlink.Bridge{LinkAttrs: netlink.NewLinkAttrs()}
 	nb.Name = z.Bridge
 	nb.Alias = newBridgeAlias(c.Name, z.Name)
@@ -93,7 +102,7 @@ func (p *Plugin) createBridge(c *conf.NetConf, z *conf.Zone) (netlink.Link, func
 		return nil, nil, fmt.Errorf("find bridge %s: %w", z.Bridge, err)
 	}
 	u := &zoneUndo{p: p, c: c, z: z, bridge: link, sysctls: map[string]string{}}
-	if err := p.setupZone(c, z, link, u); err != nil {
+	if err := p.setupZone(c, z, link, pol, u); err != nil {
 		u.run()
 		return nil, nil, err
 	}
@@ -155,9 +164,9 @@ func (u *zoneUndo) run() {
 }
 
 // setupZone puts the gateways on the bridge, turns forwarding on and
-// installs the zone's egress NAT. Each step is idempotent. u, when not
-// nil, records what changed.
-func (p *Plugin) setupZone(c *conf.NetConf, z *conf.Zone, br netlink.Link, u *zoneUndo) error {
+// installs the zone's egress NAT and the network's policy (pol, when not
+// nil). Each step is idempotent. u, when not nil, records what changed.
+func (p *Plugin) setupZone(c *conf.NetConf, z *conf.Zone, br netlink.Link, pol *conf.Policy, u *zoneUndo) error {
 	set := func(name, value string) error {
 		old, err := setSysctl(name, value)
 		if err == nil && u != nil && old != value {
@@ -198,6 +207,9 @@ func (p *Plugin) setupZone(c *conf.NetConf, z *conf.Zone, br netlink.Link, u *zo
 		if err := set("net/ipv6/conf/all/forwarding", "1"); err != nil {
 			return err
 		}
+	}
+	if err := p.applyPolicy(c, pol); err != nil {
+		return err
 	}
 	if !c.IPMasq {
 		return nil

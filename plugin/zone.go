@@ -56,7 +56,7 @@ func masqFor(c *conf.NetConf, z *conf.Zone, subnet netip.Prefix) acl.Masq {
 }
 
 // removeIdleZones deletes the bridge and NAT rules of every zone with no
-// attachment left. Runs under GC only, never on the ADD/DEL path.
+// attachment left, and the network's filter when no zone is left. Runs under GC only, never on the ADD/DEL path.
 func (p *Plugin) removeIdleZones(r *request, used map[string]bool) error {
 	var errs []error
 	for i := range r.conf.Zones {
@@ -83,6 +83,7 @@ func (p *Plugin) removeIdleZones(r *request, used map[string]bool) error {
 		}
 	}
 	if len(used) == 0 {
+		errs = append(errs, acl.RemoveFilter(p.IPT, r.conf.Name))
 		for _, f := range []acl.Family{acl.IPv4, acl.IPv6} {
 			errs = append(errs, acl.RemoveUnused(p.IPT, f))
 		}

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -71,6 +72,20 @@ func (f *Fake) Restore(fam acl.Family, t string, body []byte) error {
 				}
 			}
 			tab[fields[1]] = append(tab[fields[1]], l)
+		case fields[0] == "-I":
+			if _, ok := tab[fields[1]]; !ok {
+				return fmt.Errorf("fake: -I into missing chain %s", fields[1])
+			}
+			pos, rest := 1, fields[2:]
+			if n, err := strconv.Atoi(fields[2]); err == nil {
+				pos, rest = n, fields[3:]
+			}
+			rules := tab[fields[1]]
+			if pos < 1 || pos > len(rules)+1 {
+				return fmt.Errorf("fake: -I at position %d of chain %s with %d rules", pos, fields[1], len(rules))
+			}
+			rule := "-A " + fields[1] + " " + strings.Join(rest, " ")
+			tab[fields[1]] = append(rules[:pos-1:pos-1], append([]string{rule}, rules[pos-1:]...)...)
 		case fields[0] == "-D":
 			want := "-A" + strings.TrimPrefix(l, "-D")
 			rules := tab[fields[1]]

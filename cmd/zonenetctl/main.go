@@ -27,7 +27,7 @@ Usage:
 
 Commands:
   demo      build the reference zone topology in network namespaces, probe it, tear it down
-  policy    check a policy document and explain what it allows (policy check FILE)
+  policy    check a policy document (policy check FILE) or install it (policy apply)
   status    list the attachments recorded in a node's store
   version   print the version
 

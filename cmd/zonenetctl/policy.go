@@ -4,12 +4,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
+	"github.com/zonenet/zonenet/acl"
 	"github.com/zonenet/zonenet/cmd/zonenetctl/internal/policycheck"
 	"github.com/zonenet/zonenet/conf"
+	"github.com/zonenet/zonenet/plugin"
 )
 
 const policyUsage = `Usage: zonenetctl policy check FILE [--zones-from CONFLIST]
+       zonenetctl policy apply --conflist FILE [--policy FILE]
 
 Validates a policy document (YAML or JSON) and prints what may reach what.
 Exit status: 0 valid, 1 invalid or unreadable (every error is printed),
@@ -42,6 +46,8 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case "check":
 		return runPolicyCheck(args[1:], stdout, stderr)
+	case "apply":
+		return runPolicyApply(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "zonenetctl policy: unknown command %q\n\n%s", args[0], policyUsage)
 	return exitUsage
@@ -104,4 +110,41 @@ func parseWithFile(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (s
 		return "", exitUsage, false
 	}
 	return files[0], 0, true
+}
+
+const policyApplySynopsis = `policy apply --conflist FILE [--policy FILE]
+
+Validates the policy of the zonenet network in the conflist FILE (its
+"policy" key, or --policy) against the network's zones and installs it in
+the current network namespace's filter table, replacing the network's
+previous rules in one iptables-restore per address family. Run it where
+the plugin runs (the host's network namespace), as root.
+
+Exit status: 0 installed, 1 invalid policy or failed, 2 usage error.`
+
+func runPolicyApply(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("policy apply", policyApplySynopsis)
+	conflist := fs.String("conflist", "", "conflist (or plugin configuration) of the zonenet network")
+	policy := fs.String("policy", "", "policy file, instead of the conflist's policy key")
+	if code, ok := parse(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	if *conflist == "" {
+		fmt.Fprintf(stderr, "%s: --conflist is required\n", fs.Name())
+		fs.SetOutput(stderr)
+		fs.Usage()
+		return exitUsage
+	}
+	data, err := os.ReadFile(*conflist)
+	if err != nil {
+		fmt.Fprintf(stderr, "zonenetctl policy apply: %v\n", err)
+		return exitFailed
+	}
+	pol, err := plugin.ApplyPolicy(acl.Exec{}, data, *policy)
+	if err != nil {
+		fmt.Fprintf(stderr, "zonenetctl policy apply: %s: %v\n", *conflist, err)
+		return exitFailed
+	}
+	fmt.Fprintf(stdout, "policy applied: %d zones, %d rules\n", len(pol.Zones), len(pol.Rules))
+	return exitOK
 }

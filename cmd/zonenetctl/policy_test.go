@@ -115,3 +115,23 @@ func TestPolicyCheckUsage(t *testing.T) {
 		t.Errorf("zones from a non-conflist: %d %q", code, errOut)
 	}
 }
+
+// Apply is exercised against the kernel by the integration tests; here only
+// what fails before any iptables work.
+func TestPolicyApplyFailsEarly(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"policy", "apply"}, exitUsage, "--conflist is required"},
+		{[]string{"policy", "apply", "--conflist", refConflist, "extra"}, exitUsage, "unexpected argument"},
+		{[]string{"policy", "apply", "--conflist", "/nonexistent.conflist"}, exitFailed, "no such file"},
+		{[]string{"policy", "apply", "--conflist", refConflist, "--policy", brokenPol}, exitFailed, brokenPol},
+	} {
+		code, _, errOut := runCLI(tc.args...)
+		if code != tc.code || !strings.Contains(errOut, tc.msg) {
+			t.Errorf("%q: exit %d, stderr %q; want %d and %q", tc.args, code, errOut, tc.code, tc.msg)
+		}
+	}
+}

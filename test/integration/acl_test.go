@@ -1,0 +1,244 @@
+//go:build linux
+
+package integration
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zonenet/zonenet/conf"
+	"github.com/zonenet/zonenet/test/cnitest"
+)
+
+// aclPorts are the ports the test policies mention, and one they don't.
+var aclPorts = []uint16{53, 80, 443, 3306, 8080, 9000}
+
+// aclPolicy is shaped like deploy/policy-reference.yaml, with the
+// management address of the test and the given defaults.
+func aclPolicy(defaults, mgmtAddr string, rules bool) string {
+	doc := "version: 1\ndefaults: " + defaults + "\n"
+	if !rules {
+		return doc
+	}
+	return doc + `rules:
+  - name: web-in
+    source: external
+    destination: {zone: frontend, ports: [80, 443]}
+    protocol: tcp
+  - name: web-out
+    source: frontend
+    destination: {external: true, ports: [80, 443]}
+    protocol: tcp
+  - name: api
+    source: frontend
+    destination: {zone: backend, ports: [8080]}
+    protocol: tcp
+  - name: db-from-mgmt
+    source: ` + mgmtAddr + `
+    destination: {zone: backend, ports: [3306]}
+    protocol: tcp
+  - name: gateway-dns
+    source: [frontend, backend, mgmt]
+    destination: {host: true, ports: [53]}
+    protocol: [udp, tcp]
+`
+}
+
+// aclPeer is one place a connection starts or ends.
+type aclPeer struct {
+	name string
+	ns   *cnitest.NS
+	addr netip.Addr
+	host bool // the node itself
+}
+
+// TestACLMatrix builds three zones with two containers each, an outside
+// namespace routed through the host, and checks every (source,
+// destination, port) TCP connect against the policy's truth function, for
+// the reference-shaped policy (installed by the plugin when it sets the
+// zones up) and two variants (installed with zonenetctl policy apply).
+func TestACLMatrix(t *testing.T) {
+	e := newEnv(t, "1.1.0")
+	front, back, mgmt := e.zone("frontend"), e.zone("backend"), e.zone("mgmt")
+	mgmt.Subnet6 = cnitest.Subnet6(t).String() // dual stack, as in the reference
+	e.conf.Zones = []cnitest.Zone{front, back, mgmt}
+	e.conf.IPMasq = cnitest.Bool(false)
+	mgmtAddr := cnitest.Nth(netip.MustParsePrefix(mgmt.Subnet), 10)
+	dir := t.TempDir()
+	write := func(name, doc string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const refDefaults = "{intraZone: allow, interZone: deny, toExternal: deny, fromExternal: deny, toHost: deny, fromHost: allow}"
+	variants := []struct{ name, doc string }{
+		{"reference", aclPolicy(refDefaults, mgmtAddr.String(), true)},
+		{"intra-zone-deny", aclPolicy(strings.Replace(refDefaults, "intraZone: allow", "intraZone: deny", 1), mgmtAddr.String(), true)},
+		{"wide-open", aclPolicy("{intraZone: allow, interZone: allow, toExternal: allow, fromExternal: allow, toHost: allow, fromHost: allow}", "", false)},
+	}
+	e.conf.Extra = map[string]any{"policy": write("reference.yaml", variants[0].doc)}
+	conflist := write("net.conf", string(e.conf.JSON(t)))
+	netConf, err := conf.FromConfList(e.conf.JSON(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var peers, peers6 []aclPeer
+	var ctrs []*ctr
+	for _, z := range e.conf.Zones {
+		for i := 1; i <= 2; i++ {
+			c := e.newCtr()
+			args := cnitest.CNIArgs{Zone: z.Name}
+			if z.Name == "mgmt" && i == 1 {
+				args.IPs = []string{mgmtAddr.String()}
+			}
+			c.Conf.SetArgs(args)
+			res := e.add(c)
+			ctrs = append(ctrs, c)
+			name := fmt.Sprintf("%s-%d", z.Name, i)
+			for _, ip := range res.IPs {
+				a, _ := netip.AddrFromSlice(ip.Address.IP)
+				if a = a.Unmap(); a.Is4() {
+					peers = append(peers, aclPeer{name: name, ns: c.NS, addr: a})
+				} else {
+					peers6 = append(peers6, aclPeer{name: name, ns: c.NS, addr: a})
+				}
+			}
+		}
+	}
+	if peers[4].addr != mgmtAddr {
+		t.Fatalf("mgmt-1 got %s, want the static %s", peers[4].addr, mgmtAddr)
+	}
+	link := cnitest.Subnet4(t)
+	hostOut, outAddr := cnitest.Nth(link, 1), cnitest.Nth(link, 2)
+	outside := cnitest.NewNS(t, "znt-out")
+	cnitest.Connect(t, e.host, netip.PrefixFrom(hostOut, 24).String(), outside, netip.PrefixFrom(outAddr, 24).String())
+	outside.Run(t, "ip", "route", "add", "default", "via", hostOut.String())
+	peers = append(peers,
+		aclPeer{name: "outside", ns: outside, addr: outAddr},
+		aclPeer{name: "host-gw", ns: e.host, addr: zoneGateway(front), host: true},
+		aclPeer{name: "host-out", ns: e.host, addr: hostOut, host: true})
+	peers6 = append(peers6, aclPeer{name: "host-gw6", ns: e.host, addr: zoneGateway6(mgmt), host: true})
+	if len(peers6) != 3 {
+		t.Fatalf("IPv6 peers %v, want both mgmt containers and the host", peers6)
+	}
+	for _, p := range peers6 {
+		p.ns.WaitAddrsReady(t, 5*time.Second)
+	}
+	for _, p := range append(append([]aclPeer(nil), peers...), peers6...) {
+		for _, port := range aclPorts {
+			cnitest.EchoTCP(t, p.ns, hostPort(p.addr, int(port)), p.name)
+		}
+	}
+
+	for i, v := range variants {
+		if i > 0 {
+			if e.bins.Ctl == "" {
+				t.Fatal("zonenetctl is not part of the build")
+			}
+			out := e.host.Run(t, e.bins.Ctl, "policy", "apply", "--conflist", conflist, "--policy", write(v.name+".yaml", v.doc))
+			t.Logf("%s: %s", v.name, strings.TrimSpace(string(out)))
+		}
+		pol, _, err := conf.ParsePolicy([]byte(v.doc), netConf.Zones)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkMatrix(t, v.name, pol, peers)
+		checkMatrix(t, v.name+"/IPv6", pol, peers6)
+	}
+
+	// GC takes the network's filter away with its last zone.
+	for _, c := range ctrs {
+		e.del(c)
+	}
+	e.gc()
+	for _, v6 := range []bool{false, true} {
+		for _, l := range e.host.Iptables(t, v6) {
+			if strings.Contains(l, "ZN-") || strings.Contains(l, "ZONENET-") {
+				t.Errorf("left after GC of every zone: %s", l)
+			}
+		}
+	}
+}
+
+// checkMatrix connects from every peer to every other on every port, all
+// at once, and reports each cell where the kernel and the truth function
+// disagree.
+func checkMatrix(t *testing.T, variant string, pol *conf.Policy, peers []aclPeer) {
+	t.Helper()
+	type cell struct {
+		src, dst aclPeer
+		port     uint16
+		got      bool
+		err      error
+	}
+	var cells []*cell
+	for _, s := range peers {
+		if s.name == "host-out" {
+			continue // the host as a source is host-gw
+		}
+		for _, d := range peers {
+			if s.ns == d.ns {
+				continue
+			}
+			for _, port := range aclPorts {
+				cells = append(cells, &cell{src: s, dst: d, port: port})
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for _, c := range cells {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tag, err := cnitest.TalkTCP(c.src.ns, hostPort(c.dst.addr, int(c.port)), 1500*time.Millisecond)
+			c.got, c.err = err == nil, err
+			if err == nil && tag != c.dst.name && !(c.dst.host && strings.HasPrefix(tag, "host")) {
+				c.got, c.err = false, fmt.Errorf("answered by %s", tag)
+			}
+		}()
+	}
+	wg.Wait()
+	bad, allowed := 0, 0
+	for _, c := range cells {
+		want, by := pol.Allows(conf.Flow{Src: c.src.addr, Dst: c.dst.addr, SrcHost: c.src.host, DstHost: c.dst.host,
+			Proto: conf.ProtoTCP, DstPort: c.port})
+		if want {
+			allowed++
+		}
+		if c.got != want {
+			bad++
+			t.Errorf("%s: %s -> %s (%s) port %d: connected=%v, policy says %v (%s); err=%v",
+				variant, c.src.name, c.dst.name, c.dst.addr, c.port, c.got, want, by, c.err)
+		}
+	}
+	t.Logf("%s: %d cells (%d allowed), %d mismatches, %v", variant, len(cells), allowed, bad, time.Since(start).Round(time.Millisecond))
+}
+
+// TestACLBadPolicy: a policy file that does not parse fails the ADD with
+// code 7 naming the file, before anything changes on the host.
+func TestACLBadPolicy(t *testing.T) {
+	e := newEnv(t, "1.0.0")
+	path := filepath.Join(t.TempDir(), "broken.yaml")
+	if err := os.WriteFile(path, []byte("version: 1\nrules:\n  - name: x\n    source: nowhere\n    destination: frontend\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.conf.Extra = map[string]any{"policy": path}
+	before := e.snapshot()
+	c := e.newCtr()
+	_, cerr := e.run("ADD", c, e.conf)
+	expectCode(t, "ADD with a broken policy", cerr, 7)
+	if cerr != nil && !strings.Contains(cerr.Msg, path) {
+		t.Errorf("error %q does not name %s", cerr.Msg, path)
+	}
+	e.expectSame(before, "ADD with a broken policy")
+}
