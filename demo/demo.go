@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -172,7 +173,7 @@ func (d *Demo) Setup(ctx context.Context) error {
 	d.mu.Lock()
 	d.dataDir, d.dataDirSet = dir, true
 	d.mu.Unlock()
-	if d.conf, err = d.topo.NetConf(dir); err != nil {
+	if d.conf, err = d.topo.NetConf(dir, ""); err != nil {
 		return err
 	}
 
@@ -235,9 +236,14 @@ func (d *Demo) attachAll(ctx context.Context) error {
 func (d *Demo) invocation(c *Container) Invocation {
 	inv := Invocation{ContainerID: c.ID, Netns: c.NetnsPath, IfName: IfName, Config: d.conf}
 	// The default zone is reached without CNI_ARGS, as most users will.
+	var args []string
 	if c.Zone != d.topo.DefaultZone {
-		inv.Args = "ZONE=" + c.Zone
+		args = append(args, "ZONE="+c.Zone)
 	}
+	if c.ContainerSpec.IP.IsValid() {
+		args = append(args, "IP="+c.ContainerSpec.IP.String())
+	}
+	inv.Args = strings.Join(args, ";")
 	return inv
 }
 

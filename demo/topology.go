@@ -19,8 +19,9 @@ import (
 
 // ZoneSpec is one zone of the demo network.
 type ZoneSpec struct {
-	Name   string
-	Subnet netip.Prefix
+	Name    string
+	Subnet  netip.Prefix
+	Subnet6 netip.Prefix // optional IPv6 subnet (dual-stack zone)
 	// Bridge is the zone's bridge in the host namespace; empty lets the
 	// plugin derive one from the network and zone names.
 	Bridge string
@@ -30,6 +31,8 @@ type ZoneSpec struct {
 type ContainerSpec struct {
 	Name string
 	Zone string
+	// IP, when valid, is a static address asked for with CNI_ARGS IP=.
+	IP netip.Addr
 }
 
 // Topology is what the demo builds: one bridge-mode network with its zones
@@ -56,7 +59,7 @@ func Reference() Topology {
 		Zones: []ZoneSpec{
 			{Name: "frontend", Subnet: netip.MustParsePrefix("10.0.1.0/24"), Bridge: "zndemo-fe"},
 			{Name: "backend", Subnet: netip.MustParsePrefix("10.0.2.0/24")},
-			{Name: "mgmt", Subnet: netip.MustParsePrefix("10.0.3.0/24")},
+			{Name: "mgmt", Subnet: netip.MustParsePrefix("10.0.3.0/24"), Subnet6: netip.MustParsePrefix("fd00:0:3::/64")},
 		},
 		Containers: []ContainerSpec{
 			{Name: "web-1", Zone: "frontend"},
@@ -65,7 +68,8 @@ func Reference() Topology {
 			{Name: "db-1", Zone: "backend"},
 			{Name: "db-2", Zone: "backend"},
 			{Name: "mon-1", Zone: "mgmt"},
-			{Name: "admin-1", Zone: "mgmt"},
+			// The reference policy opens backend:3306 to this address only.
+			{Name: "admin-1", Zone: "mgmt", IP: netip.MustParseAddr("10.0.3.10")},
 		},
 	}
 }
@@ -97,6 +101,9 @@ func (t Topology) Validate() error {
 			return fmt.Errorf("topology: zone %q defined twice", z.Name)
 		}
 		zones[z.Name] = true
+		if z.Subnet6.IsValid() && !z.Subnet6.Addr().Is6() {
+			return fmt.Errorf("topology: zone %q: subnet6 %s is not IPv6", z.Name, z.Subnet6)
+		}
 	}
 	if t.DefaultZone != "" && !zones[t.DefaultZone] {
 		return fmt.Errorf("topology: default zone %q is not defined", t.DefaultZone)
@@ -113,6 +120,11 @@ func (t Topology) Validate() error {
 		if !zones[c.Zone] {
 			return fmt.Errorf("topology: container %q is in unknown zone %q", c.Name, c.Zone)
 		}
+		if c.IP.IsValid() {
+			if z, _ := t.Zone(c.Zone); !z.Subnet.Contains(c.IP) {
+				return fmt.Errorf("topology: container %q: address %s is outside zone %s (%s)", c.Name, c.IP, z.Name, z.Subnet)
+			}
+		}
 	}
 	return nil
 }
@@ -128,11 +140,13 @@ func validName(s string) bool {
 
 // NetConf renders the plugin configuration a runtime hands to zonenet on
 // stdin: one plugin object with "name" and "cniVersion" filled in.
-func (t Topology) NetConf(dataDir string) ([]byte, error) {
+// policy, when not empty, is the path of the policy file.
+func (t Topology) NetConf(dataDir, policy string) ([]byte, error) {
 	type zone struct {
-		Name   string `json:"name"`
-		Subnet string `json:"subnet"`
-		Bridge string `json:"bridge,omitempty"`
+		Name    string `json:"name"`
+		Subnet  string `json:"subnet"`
+		Subnet6 string `json:"subnet6,omitempty"`
+		Bridge  string `json:"bridge,omitempty"`
 	}
 	conf := struct {
 		CNIVersion  string `json:"cniVersion"`
@@ -143,6 +157,7 @@ func (t Topology) NetConf(dataDir string) ([]byte, error) {
 		MTU         int    `json:"mtu,omitempty"`
 		IPMasq      bool   `json:"ipMasq"`
 		DefaultZone string `json:"defaultZone,omitempty"`
+		Policy      string `json:"policy,omitempty"`
 		Zones       []zone `json:"zones"`
 	}{
 		CNIVersion:  CNIVersion,
@@ -153,9 +168,14 @@ func (t Topology) NetConf(dataDir string) ([]byte, error) {
 		MTU:         t.MTU,
 		IPMasq:      t.IPMasq,
 		DefaultZone: t.DefaultZone,
+		Policy:      policy,
 	}
 	for _, z := range t.Zones {
-		conf.Zones = append(conf.Zones, zone{Name: z.Name, Subnet: z.Subnet.Masked().String(), Bridge: z.Bridge})
+		zz := zone{Name: z.Name, Subnet: z.Subnet.Masked().String(), Bridge: z.Bridge}
+		if z.Subnet6.IsValid() {
+			zz.Subnet6 = z.Subnet6.Masked().String()
+		}
+		conf.Zones = append(conf.Zones, zz)
 	}
 	return json.Marshal(conf)
 }

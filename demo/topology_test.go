@@ -34,6 +34,8 @@ func TestValidateRejects(t *testing.T) {
 		"bad name":         func(t *Topology) { t.Containers[0].Name = "Web/1" },
 		"gateway name":     func(t *Topology) { t.Containers[0].Name = GatewayName },
 		"zone sans subnet": func(t *Topology) { t.Zones[0].Subnet = netip.Prefix{} },
+		"static ip out":    func(t *Topology) { t.Containers[0].IP = netip.MustParseAddr("10.0.2.9") },
+		"subnet6 not v6":   func(t *Topology) { t.Zones[2].Subnet6 = netip.MustParsePrefix("10.9.0.0/16") },
 	}
 	for name, mutate := range tests {
 		topo := Reference()
@@ -47,25 +49,31 @@ func TestValidateRejects(t *testing.T) {
 }
 
 func TestNetConf(t *testing.T) {
-	b, err := Reference().NetConf("/tmp/zn-data")
+	b, err := Reference().NetConf("/tmp/zn-data", "/tmp/zn-data/policy.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var conf struct {
-		CNIVersion, Name, Type, Mode, DataDir, DefaultZone string
-		MTU                                                int
-		IPMasq                                             bool
-		Zones                                              []struct{ Name, Subnet, Bridge string }
+		CNIVersion, Name, Type, Mode, DataDir, DefaultZone, Policy string
+		MTU                                                        int
+		IPMasq                                                     bool
+		Zones                                                      []struct{ Name, Subnet, Subnet6, Bridge string }
 	}
 	if err := json.Unmarshal(b, &conf); err != nil {
 		t.Fatal(err)
 	}
 	if conf.CNIVersion != CNIVersion || conf.Name != "zndemo" || conf.Type != "zonenet" || conf.Mode != "bridge" ||
-		conf.DataDir != "/tmp/zn-data" || conf.DefaultZone != "frontend" || conf.MTU != 1450 || !conf.IPMasq {
+		conf.DataDir != "/tmp/zn-data" || conf.Policy != "/tmp/zn-data/policy.yaml" || conf.DefaultZone != "frontend" || conf.MTU != 1450 || !conf.IPMasq {
 		t.Errorf("conf = %+v", conf)
 	}
 	if len(conf.Zones) != 3 || conf.Zones[1].Subnet != "10.0.2.0/24" || conf.Zones[0].Bridge == "" || conf.Zones[1].Bridge != "" {
 		t.Errorf("zones = %+v", conf.Zones)
+	}
+	if conf.Zones[2].Subnet6 != "fd00:0:3::/64" || conf.Zones[0].Subnet6 != "" {
+		t.Errorf("subnet6 = %+v", conf.Zones)
+	}
+	if nopol, _ := Reference().NetConf("/tmp/zn-data", ""); strings.Contains(string(nopol), `"policy"`) {
+		t.Errorf("policy key without a policy: %s", nopol)
 	}
 	if strings.Contains(string(b), `"bridge":""`) {
 		t.Errorf("empty bridge rendered: %s", b)
