@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/zonenet/zonenet/conf"
 	"github.com/zonenet/zonenet/netns"
 )
 
@@ -34,8 +36,12 @@ type Config struct {
 	Prefix string
 	// RunID makes names unique; default the process id.
 	RunID string
-	// Port is where every container (and the host) listens; default 8080.
-	Port int
+	// Ports are where every container (and the host) listens and what
+	// the matrix probes; default DefaultPorts.
+	Ports []int
+	// Policy is the policy document the network gets ("policy" in the
+	// configuration); nil installs none, so everything is allowed.
+	Policy []byte
 	// DialTimeout bounds one probe; default 1 s.
 	DialTimeout time.Duration
 	// PluginTimeout bounds one plugin exec; default 30 s.
@@ -70,6 +76,7 @@ type Demo struct {
 	hostName string
 	hostPath string
 	dataDir  string
+	policy   *conf.Policy
 
 	Containers []*Container
 
@@ -99,8 +106,14 @@ func New(cfg Config) (*Demo, error) {
 	if cfg.RunID == "" {
 		cfg.RunID = strconv.Itoa(os.Getpid())
 	}
-	if cfg.Port == 0 {
-		cfg.Port = 8080
+	if len(cfg.Ports) == 0 {
+		cfg.Ports = DefaultPorts
+	}
+	cfg.Ports = slices.Clone(cfg.Ports)
+	for _, p := range cfg.Ports {
+		if p < 1 || p > 65535 {
+			return nil, fmt.Errorf("demo: %d is not a TCP port", p)
+		}
 	}
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = time.Second
@@ -112,6 +125,13 @@ func New(cfg Config) (*Demo, error) {
 		cfg:      cfg,
 		topo:     topo,
 		hostName: fmt.Sprintf("%s-host-%s", cfg.Prefix, cfg.RunID),
+	}
+	if cfg.Policy != nil {
+		pol, err := topo.parsePolicy(cfg.Policy)
+		if err != nil {
+			return nil, err
+		}
+		d.policy = pol
 	}
 	d.hostPath = netns.Path(d.hostName)
 	d.plugin = Plugin{Path: cfg.Plugin, HostNetns: d.hostPath, Timeout: cfg.PluginTimeout}
@@ -173,7 +193,14 @@ func (d *Demo) Setup(ctx context.Context) error {
 	d.mu.Lock()
 	d.dataDir, d.dataDirSet = dir, true
 	d.mu.Unlock()
-	if d.conf, err = d.topo.NetConf(dir, ""); err != nil {
+	policyPath := ""
+	if d.cfg.Policy != nil {
+		policyPath = filepath.Join(dir, policyFile)
+		if err := os.WriteFile(policyPath, d.cfg.Policy, 0o644); err != nil {
+			return fmt.Errorf("write the policy: %w", err)
+		}
+	}
+	if d.conf, err = d.topo.NetConf(dir, policyPath); err != nil {
 		return err
 	}
 
@@ -308,19 +335,20 @@ func (d *Demo) hostVeth(names []string) string {
 	return veth
 }
 
-// listen starts a greeter in every attached container and one in the host
-// namespace that answers on all gateway addresses.
+// listen starts a greeter on every port in every attached container and in
+// the host namespace, where it answers on all gateway addresses.
 func (d *Demo) listen() error {
-	addr := ":" + strconv.Itoa(d.cfg.Port)
 	start := func(path, name string) error {
-		l, err := netns.ListenTCP(path, addr)
-		if err != nil {
-			return fmt.Errorf("listen in %s: %w", name, err)
+		for _, port := range d.cfg.Ports {
+			l, err := netns.ListenTCP(path, ":"+strconv.Itoa(port))
+			if err != nil {
+				return fmt.Errorf("listen in %s: %w", name, err)
+			}
+			d.mu.Lock()
+			d.listeners = append(d.listeners, l)
+			d.mu.Unlock()
+			go Greeter(l, name)
 		}
-		d.mu.Lock()
-		d.listeners = append(d.listeners, l)
-		d.mu.Unlock()
-		go Greeter(l, name)
 		return nil
 	}
 	if err := start(d.hostPath, GatewayName); err != nil {
@@ -349,8 +377,23 @@ func (d *Demo) Endpoints() (rows, cols []Endpoint) {
 	return rows, cols
 }
 
-// Probe measures the matrix with real TCP connects.
-func (d *Demo) Probe(ctx context.Context) Matrix {
+// Probe measures one matrix per port with real TCP connects, all ports at
+// once.
+func (d *Demo) Probe(ctx context.Context) []Matrix {
 	rows, cols := d.Endpoints()
-	return Prober{Port: d.cfg.Port, DialTimeout: d.cfg.DialTimeout}.Probe(ctx, rows, cols)
+	out := make([]Matrix, len(d.cfg.Ports))
+	var wg sync.WaitGroup
+	for i, port := range d.cfg.Ports {
+		wg.Go(func() {
+			out[i] = Prober{Port: port, DialTimeout: d.cfg.DialTimeout, Parallel: 64}.Probe(ctx, rows, cols)
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// Expected is the matrix the demo's policy predicts for connects to port,
+// shaped like m.
+func (d *Demo) Expected(m Matrix, port int) Matrix {
+	return Expected(m, PolicyTable(d.policy, port))
 }

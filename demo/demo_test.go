@@ -50,19 +50,28 @@ func requireRoot(t *testing.T) string {
 }
 
 // TestDemoEndToEnd builds the reference topology through the real plugin,
-// serially and concurrently, and checks addresses, reachability and that
-// teardown leaves nothing behind.
+// serially and concurrently, with the reference policy and with none, and
+// checks addresses, that every port's matrix is the policy's truth table
+// cell by cell, and that teardown leaves nothing behind.
 func TestDemoEndToEnd(t *testing.T) {
 	plugin := requireRoot(t)
-	for _, parallel := range []bool{false, true} {
-		name := map[bool]string{false: "serial", true: "parallel"}[parallel]
-		t.Run(name, func(t *testing.T) {
-			runID := fmt.Sprintf("%d-%s", os.Getpid(), name[:3])
+	for _, tc := range []struct {
+		name     string
+		policy   []byte
+		parallel bool
+	}{
+		{"reference-serial", ReferencePolicy, false},
+		{"reference-parallel", ReferencePolicy, true},
+		{"none-parallel", nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			runID := fmt.Sprintf("%d-%s", os.Getpid(), tc.name[:3]+tc.name[len(tc.name)-3:])
 			d, err := New(Config{
 				Plugin:   plugin,
 				Prefix:   "zntest",
 				RunID:    runID,
-				Parallel: parallel,
+				Parallel: tc.parallel,
+				Policy:   tc.policy,
 				Log:      testLog{t},
 			})
 			if err != nil {
@@ -87,19 +96,40 @@ func TestDemoEndToEnd(t *testing.T) {
 				if c.MAC == "" || c.HostVeth == "" {
 					t.Errorf("%s: MAC %q, host veth %q; want both", c.Name, c.MAC, c.HostVeth)
 				}
+				if c.ContainerSpec.IP.IsValid() && c.IP.Addr() != c.ContainerSpec.IP {
+					t.Errorf("%s got %v, want the static address %v", c.Name, c.IP, c.ContainerSpec.IP)
+				}
+			}
+			if (tc.policy == nil) != (d.Policy() == nil) {
+				t.Fatalf("policy given: %v, parsed: %v", tc.policy != nil, d.Policy() != nil)
 			}
 			assertUniqueIPs(t, d.Containers)
 
-			m := d.Probe(context.Background())
-			if len(m.Rows) != len(d.Containers) {
-				t.Errorf("matrix has %d rows, want %d", len(m.Rows), len(d.Containers))
+			ms := d.Probe(context.Background())
+			if len(ms) != len(DefaultPorts) {
+				t.Fatalf("%d matrices, want one per port %v", len(ms), DefaultPorts)
 			}
-			var b strings.Builder
-			_ = WriteMatrix(&b, m, nil)
-			t.Logf("matrix:\n%s", b.String())
-			// No ACL layer yet: everything reaches everything.
-			for _, x := range Diff(m, Expected(m, AllowAll)) {
-				t.Errorf("reachability: %s", x)
+			for i, m := range ms {
+				port := DefaultPorts[i]
+				if len(m.Rows) != len(d.Containers) || len(m.Cols) != len(d.Containers)+1 {
+					t.Errorf("port %d: matrix is %dx%d, want %dx%d", port, len(m.Rows), len(m.Cols), len(d.Containers), len(d.Containers)+1)
+				}
+				var b strings.Builder
+				_ = WriteMatrix(&b, m, nil)
+				t.Logf("port %d:\n%s", port, b.String())
+				want := Expected(m, PolicyTable(d.Policy(), port))
+				for r, row := range m.Rows {
+					for c, col := range m.Cols {
+						if g, w := m.Cells[r][c].Outcome, want.Cells[r][c].Outcome; g != w {
+							t.Errorf("port %d: %s -> %s: got %s, the policy says %s (%s)", port, row.Name, col.Name, g, w, m.Cells[r][c].Err)
+						}
+					}
+				}
+				if tc.policy == nil {
+					for _, x := range Diff(m, Expected(m, AllowAll)) {
+						t.Errorf("port %d, no policy: %s", port, x)
+					}
+				}
 			}
 
 			var vethNames []string
@@ -177,14 +207,15 @@ func TestRunPrintsAndCleansUp(t *testing.T) {
 	plugin := requireRoot(t)
 	var out strings.Builder
 	err := Run(context.Background(), RunOptions{
-		Config: Config{Plugin: plugin, Prefix: "zntest", RunID: fmt.Sprintf("%d-run", os.Getpid())},
+		Config: Config{Plugin: plugin, Prefix: "zntest", RunID: fmt.Sprintf("%d-run", os.Getpid()), Policy: ReferencePolicy},
 		Out:    &out,
 	})
 	t.Logf("output:\n%s", out.String())
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	for _, s := range []string{"CONTAINER", "10.0.2.", "FROM \\ TO", GatewayName, "49 ok", "detached 7 containers"} {
+	for _, s := range []string{"CONTAINER", "10.0.2.", "10.0.3.10/24", "FROM \\ TO", GatewayName, "Port 8080, observed",
+		"Port 3306, expected", "0 of 98 cells differ", "detached 7 containers"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("output lacks %q", s)
 		}

@@ -17,8 +17,11 @@ type RunOptions struct {
 	Config
 	// Out receives the tables; nil discards them.
 	Out io.Writer
-	// Policy is what the matrix is expected to show; nil means AllowAll.
+	// Policy, when set, is what every port's matrix is expected to show;
+	// nil means the truth table of Config.Policy.
 	Policy Policy
+	// PolicyName says in the output which policy is installed.
+	PolicyName string
 	// Keep leaves the topology up until ctx is cancelled, for exploring
 	// with `ip netns exec`.
 	Keep bool
@@ -34,9 +37,11 @@ func Run(ctx context.Context, opt RunOptions) (err error) {
 	if out == nil {
 		out = io.Discard
 	}
-	policy := opt.Policy
-	if policy == nil {
-		policy = AllowAll
+	if opt.PolicyName == "" {
+		opt.PolicyName = "none (everything allowed)"
+		if opt.Config.Policy != nil {
+			opt.PolicyName = "given"
+		}
 	}
 	d, err := New(opt.Config)
 	if err != nil {
@@ -74,18 +79,35 @@ func Run(ctx context.Context, opt RunOptions) (err error) {
 	}
 
 	t = time.Now()
-	m := d.Probe(ctx)
-	want := Expected(m, policy)
-	fmt.Fprintf(out, "\nReachability: TCP connects to port %d, rows connect to columns (%s)\n",
-		d.cfg.Port, time.Since(t).Round(time.Millisecond))
-	_ = WriteMatrix(out, m, &want)
-	fmt.Fprintf(out, "%s\n%s", Summary(m), MatrixLegend)
-	if mm := Diff(m, want); len(mm) > 0 {
-		fmt.Fprintf(out, "\n%d cells differ from the expected policy:\n", len(mm))
-		for _, x := range mm {
-			fmt.Fprintf(out, "  %s\n", x)
+	ms := d.Probe(ctx)
+	fmt.Fprintf(out, "\nReachability: TCP connects, rows connect to columns (probed in %s)\n",
+		time.Since(t).Round(time.Millisecond))
+	fmt.Fprintf(out, "Policy: %s\n", opt.PolicyName)
+	var diff []Mismatch
+	cells := 0
+	for i, m := range ms {
+		port := d.cfg.Ports[i]
+		want := d.Expected(m, port)
+		if opt.Policy != nil {
+			want = Expected(m, opt.Policy)
 		}
-		errs = append(errs, fmt.Errorf("%d reachability cells differ from the expected policy", len(mm)))
+		fmt.Fprintf(out, "\nPort %d, observed (%s):\n", port, Summary(m))
+		_ = WriteMatrix(out, m, &want)
+		fmt.Fprintf(out, "\nPort %d, expected from the policy (%s):\n", port, Summary(want))
+		_ = WriteMatrix(out, want, nil)
+		for _, x := range Diff(m, want) {
+			x.Src = fmt.Sprintf("%s (port %d)", x.Src, port)
+			diff = append(diff, x)
+		}
+		cells += countProbed(want)
+	}
+	fmt.Fprintf(out, "\n%s", MatrixLegend)
+	fmt.Fprintf(out, "\n%d of %d cells differ from the expected policy\n", len(diff), cells)
+	for _, x := range diff {
+		fmt.Fprintf(out, "  %s\n", x)
+	}
+	if len(diff) > 0 {
+		errs = append(errs, fmt.Errorf("%d reachability cells differ from the expected policy", len(diff)))
 	}
 
 	if opt.Keep && ctx.Err() == nil {
@@ -111,4 +133,16 @@ func anyAttached(cs []*Container) bool {
 		}
 	}
 	return false
+}
+
+func countProbed(m Matrix) int {
+	n := 0
+	for _, row := range m.Cells {
+		for _, c := range row {
+			if c.Outcome != Skip {
+				n++
+			}
+		}
+	}
+	return n
 }

@@ -10,6 +10,9 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -105,13 +108,18 @@ func parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (int, bool
 	return 0, true
 }
 
-const demoSynopsis = `demo [--zonenet PATH] [--keep] [--parallel]
+const demoSynopsis = `demo [--zonenet PATH] [--policy FILE|none] [--ports LIST] [--keep] [--parallel]
 
 Builds the reference topology inside network namespaces only: one namespace
 plays the host, and seven containers sit in three zones (frontend
-10.0.1.0/24, backend 10.0.2.0/24, mgmt 10.0.3.0/24). Every container is
+10.0.1.0/24, backend 10.0.2.0/24, mgmt 10.0.3.0/24 and fd00:0:3::/64).
+Every container is
 attached through the real zonenet binary, run inside the host namespace.
-Prints the attachments and a TCP reachability matrix, then detaches every
+The network gets the policy --policy names (default: the reference policy,
+deploy/policy-reference.yaml, built in; "none" installs no policy), and
+admin-1 gets the static address 10.0.3.10 the policy opens backend:3306 to.
+Prints the attachments and, for each port of --ports, the observed TCP
+reachability matrix next to the one the policy predicts, then detaches every
 container, garbage-collects the network and deletes the namespaces, also
 on Ctrl-C or SIGTERM. Exits non-zero if any step failed, anything was left
 behind, or the matrix differs from the expected policy. Needs root.
@@ -125,14 +133,34 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	plugin := fs.String("zonenet", "", "path of the zonenet plugin binary")
 	keep := fs.Bool("keep", false, "keep the topology up until Ctrl-C, to explore it with ip netns exec")
 	parallel := fs.Bool("parallel", false, "attach the containers concurrently")
-	port := fs.Int("port", 8080, "TCP port every container listens on")
+	ports := fs.String("ports", "8080,3306", "comma-separated TCP ports every container listens on and the demo probes")
+	policyArg := fs.String("policy", "", `policy file to install ("none": no policy; default: the built-in reference policy)`)
 	timeout := fs.Duration("dial-timeout", time.Second, "timeout of one reachability probe")
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
-	if *port < 1 || *port > 65535 {
-		fmt.Fprintf(stderr, "zonenetctl demo: --port %d is not a TCP port\n", *port)
+	portList, err := parsePorts(*ports)
+	if err != nil {
+		fmt.Fprintf(stderr, "zonenetctl demo: --ports: %v\n", err)
 		return exitUsage
+	}
+	policy, policyName := demo.ReferencePolicy, "reference (built in, = deploy/policy-reference.yaml)"
+	switch *policyArg {
+	case "":
+	case "none":
+		policy, policyName = nil, "none (everything allowed)"
+	default:
+		if policy, err = os.ReadFile(*policyArg); err != nil {
+			fmt.Fprintf(stderr, "zonenetctl demo: %v\n", err)
+			return exitFailed
+		}
+		policyName = *policyArg
+	}
+	if policy != nil {
+		if err := demo.CheckPolicy(policy); err != nil {
+			fmt.Fprintf(stderr, "zonenetctl demo: %s: %v\n", policyName, err)
+			return exitFailed
+		}
 	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(stderr, "zonenetctl demo: needs root to create network namespaces")
@@ -146,13 +174,15 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err = demo.Run(ctx, demo.RunOptions{
 		Config: demo.Config{
 			Plugin:      path,
-			Port:        *port,
+			Ports:       portList,
+			Policy:      policy,
 			DialTimeout: *timeout,
 			Parallel:    *parallel,
 			Log:         stderr,
 		},
-		Out:  stdout,
-		Keep: *keep,
+		Out:        stdout,
+		Keep:       *keep,
+		PolicyName: policyName,
 	})
 	switch {
 	case err == nil:
@@ -163,6 +193,21 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "zonenetctl demo: FAILED:\n%v\n", err)
 	return exitFailed
+}
+
+// parsePorts parses a comma-separated list of TCP ports.
+func parsePorts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		p, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || p < 1 || p > 65535 {
+			return nil, fmt.Errorf("%q is not a TCP port", f)
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) int {

@@ -43,7 +43,8 @@ func TestUsageErrors(t *testing.T) {
 		{"frobnicate"},
 		{"status", "--bogus"},
 		{"version", "extra"},
-		{"demo", "--port", "70000"},
+		{"demo", "--ports", "70000"},
+		{"demo", "--ports", "8080,x"},
 	} {
 		code, out, errOut := runCLI(args...)
 		if code != exitUsage || errOut == "" || out != "" {
