@@ -33,6 +33,9 @@ const (
 type Runner interface {
 	// Restore applies a rendered table body with --noflush.
 	Restore(f Family, table string, body []byte) error
+	// RestoreTables applies the bodies of several tables of one family
+	// with a single exec, so a change spanning tables costs one restore.
+	RestoreTables(f Family, tables []Table) error
 	// Save returns the rules of one table in iptables-save format.
 	Save(f Family, table string) ([]byte, error)
 	// Lock serialises read-modify-write sequences (a save, then a
@@ -115,6 +118,34 @@ func (e Exec) Restore(f Family, table string, body []byte) error {
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%s into %s: %w: %s", binary(f, "-restore"), table, err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// Table is one table's part of a RestoreTables call.
+type Table struct {
+	Name string
+	Body []byte
+}
+
+// RestoreTables implements Runner.
+func (e Exec) RestoreTables(f Family, tables []Table) error {
+	ctx, cancel := e.ctx()
+	defer cancel()
+	var in bytes.Buffer
+	var names []string
+	for _, t := range tables {
+		fmt.Fprintf(&in, "*%s\n", t.Name)
+		in.Write(t.Body)
+		in.WriteString("COMMIT\n")
+		names = append(names, t.Name)
+	}
+	cmd := exec.CommandContext(ctx, binary(f, "-restore"), "--noflush", "--wait")
+	cmd.Stdin = &in
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s into %s: %w: %s", binary(f, "-restore"), strings.Join(names, ","), err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
 }

@@ -121,20 +121,25 @@ func removeOwnerChainLocked(r Runner, f Family, table, parent, ch string) error 
 	if err != nil {
 		return err
 	}
-	rs := parseSave(saved)
 	var b bytes.Buffer
+	renderRemoveOwnerChain(&b, parseSave(saved), parent, ch)
+	if b.Len() == 0 {
+		return nil
+	}
+	return r.Restore(f, table, b.Bytes())
+}
+
+// renderRemoveOwnerChain writes the lines deleting every jump from parent
+// to ch, then ch itself; nothing when neither exists.
+func renderRemoveOwnerChain(b *bytes.Buffer, rs ruleSet, parent, ch string) {
 	for _, l := range rs.sortedRules() {
 		if strings.HasPrefix(l, "-A "+parent+" ") && strings.HasSuffix(l, " -j "+ch) {
 			b.WriteString("-D" + strings.TrimPrefix(l, "-A") + "\n")
 		}
 	}
 	if rs.chains[ch] {
-		fmt.Fprintf(&b, "-F %s\n-X %s\n", ch, ch)
+		fmt.Fprintf(b, "-F %s\n-X %s\n", ch, ch)
 	}
-	if b.Len() == 0 {
-		return nil
-	}
-	return r.Restore(f, table, b.Bytes())
 }
 
 // HostPorts are one container's published ports.
@@ -151,19 +156,15 @@ func (h HostPorts) chain() string {
 // AddHostPorts installs DNAT rules for a container's port mappings, in one
 // restore after one save (to jump to the top-level chain only once).
 func AddHostPorts(r Runner, h HostPorts) error {
-	return locked(r, func() error { return addHostPortsLocked(r, h) })
+	return AddContainer(r, Container{Ports: &h})
 }
 
-func addHostPortsLocked(r Runner, h HostPorts) error {
+// renderHostPorts writes the restore lines of a container's DNAT chain,
+// given the nat table as it is.
+func renderHostPorts(b *bytes.Buffer, rs ruleSet, h HostPorts) {
 	f := familyOf(h.IP)
-	saved, err := r.Save(f, "nat")
-	if err != nil {
-		return err
-	}
-	rs := parseSave(saved)
-	var b bytes.Buffer
 	if !rs.chains[ChainHostports] {
-		fmt.Fprintf(&b, ":%s - [0:0]\n", ChainHostports)
+		fmt.Fprintf(b, ":%s - [0:0]\n", ChainHostports)
 	}
 	for _, from := range []string{"PREROUTING", "OUTPUT"} {
 		if !rs.hasJump(from, ChainHostports) {
@@ -172,7 +173,7 @@ func addHostPortsLocked(r Runner, h HostPorts) error {
 	}
 	ch := h.chain()
 	owner := fmt.Sprintf("zonenet %s %s/%s", h.Network, h.ContainerID, h.IfName)
-	fmt.Fprintf(&b, ":%s - [0:0]\n", ch)
+	fmt.Fprintf(b, ":%s - [0:0]\n", ch)
 	to := h.IP.String()
 	if f == IPv6 {
 		to = "[" + to + "]"
@@ -191,12 +192,11 @@ func addHostPortsLocked(r Runner, h HostPorts) error {
 	if !rs.hasJump(ChainHostports, ch) {
 		b.WriteString(jumpLine(ChainHostports, "", owner, ch) + "\n")
 	}
-	return r.Restore(f, "nat", b.Bytes())
 }
 
 // RemoveHostPorts removes a container's DNAT rules; missing is fine.
 func RemoveHostPorts(r Runner, h HostPorts) error {
-	return removeOwnerChain(r, familyOf(h.IP), "nat", ChainHostports, h.chain())
+	return RemoveContainer(r, Container{Ports: &h})
 }
 
 // HasHostPorts reports whether a container's DNAT chain is in place.

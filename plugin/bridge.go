@@ -28,6 +28,10 @@ type bridgeMode struct{}
 // extra is the per-attachment data bridge mode keeps in the store.
 type extra struct {
 	PortMappings []conf.PortMapping `json:"portMappings,omitempty"`
+	// Spoof records that the attachment has an anti-spoofing chain (the
+	// network had a policy at ADD), so DEL and GC remove it even if the
+	// configuration changed since.
+	Spoof bool `json:"spoof,omitempty"`
 }
 
 func (bridgeMode) add(p *Plugin, r *request) (res *current.Result, err error) {
@@ -56,8 +60,8 @@ func (bridgeMode) add(p *Plugin, r *request) (res *current.Result, err error) {
 		Bridge: z.Bridge, Netns: r.cmd.Netns, Created: p.Now().UTC(),
 	}
 	rec.MAC = mac.String()
-	if len(c.Runtime.PortMappings) > 0 {
-		rec.Extra, _ = json.Marshal(extra{PortMappings: c.Runtime.PortMappings})
+	if x := (extra{PortMappings: c.Runtime.PortMappings, Spoof: c.Policy != ""}); len(x.PortMappings) > 0 || x.Spoof {
+		rec.Extra, _ = json.Marshal(x)
 	}
 
 	// 1. addresses: one store transaction (or the delegate plugin).
@@ -146,9 +150,15 @@ func (bridgeMode) add(p *Plugin, r *request) (res *current.Result, err error) {
 		return nil, fmt.Errorf("configure %s: %w", r.cmd.IfName, err)
 	}
 
-	// 5. published ports: one restore, only when there are some.
-	if hp, ok := hostPorts(r, &rec); ok {
-		if err := acl.AddHostPorts(p.IPT, hp); err != nil {
+	// 5. published ports and, under a policy, anti-spoofing: one restore
+	// per address family, none when there is neither.
+	if ct, ok := containerRules(r, &rec); ok {
+		if ct.Spoof != nil {
+			if err := enableBridgeFilter(rec.IPs); err != nil {
+				return nil, err
+			}
+		}
+		if err := acl.AddContainer(p.IPT, ct); err != nil {
 			return nil, err
 		}
 	}
@@ -246,8 +256,8 @@ func teardownBridge(p *Plugin, r *request, rec *ipam.Attachment) error {
 			p.warnf("netns %s: %v", r.cmd.Netns, err)
 		}
 	}
-	if hp, ok := hostPorts(r, rec); ok {
-		errs = append(errs, acl.RemoveHostPorts(p.IPT, hp))
+	if ct, ok := containerRules(r, rec); ok {
+		errs = append(errs, acl.RemoveContainer(p.IPT, ct))
 	}
 	return errors.Join(errs...)
 }
@@ -258,6 +268,52 @@ func ignoreNotFound(err error) error {
 		return nil
 	}
 	return err
+}
+
+// containerRules returns what the record says the attachment owns in
+// iptables, if anything.
+func containerRules(r *request, rec *ipam.Attachment) (acl.Container, bool) {
+	var ct acl.Container
+	if hp, ok := hostPorts(r, rec); ok {
+		ct.Ports = &hp
+	}
+	if s, ok := spoofOf(rec); ok {
+		ct.Spoof = &s
+	}
+	return ct, ct.Ports != nil || ct.Spoof != nil
+}
+
+// spoofOf returns the record's anti-spoofing chain, if it has one.
+func spoofOf(rec *ipam.Attachment) (acl.Spoof, bool) {
+	var x extra
+	if len(rec.Extra) == 0 || json.Unmarshal(rec.Extra, &x) != nil || !x.Spoof || len(rec.IPs) == 0 {
+		return acl.Spoof{}, false
+	}
+	mac, err := net.ParseMAC(rec.MAC)
+	if err != nil {
+		return acl.Spoof{}, false
+	}
+	s := acl.Spoof{Network: rec.Network, ContainerID: rec.ContainerID, IfName: rec.IfName,
+		HostVeth: rec.HostVeth, MAC: mac}
+	for _, p := range rec.IPs {
+		s.IPs = append(s.IPs, p.Addr())
+	}
+	return s, true
+}
+
+// enableBridgeFilter makes bridged traffic, between two containers of a
+// zone, pass through iptables, where the anti-spoofing chains are.
+func enableBridgeFilter(ips []netip.Prefix) error {
+	keys := []string{"net/bridge/bridge-nf-call-iptables"}
+	if hasIPv6(ips) {
+		keys = append(keys, "net/bridge/bridge-nf-call-ip6tables")
+	}
+	for _, k := range keys {
+		if err := writeSysctl(k, "1"); err != nil {
+			return fmt.Errorf("anti-spoofing needs br_netfilter: %w", err)
+		}
+	}
+	return nil
 }
 
 // hostPorts returns the record's published ports, if it has any.

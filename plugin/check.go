@@ -17,7 +17,7 @@ import (
 
 // check verifies a bridge attachment: the record, the container's
 // interface, addresses and default routes, the host veth on its bridge,
-// the gateway, the zone's NAT and the published ports.
+// the gateway, the zone's NAT, the published ports and anti-spoofing.
 func (bridgeMode) check(p *Plugin, r *request, rec ipam.Attachment, prev *current.Result) error {
 	z := r.conf.Zone(rec.Zone)
 	if z == nil {
@@ -105,6 +105,15 @@ func (bridgeMode) check(p *Plugin, r *request, rec ipam.Attachment, prev *curren
 		}
 		if !ok {
 			return fmt.Errorf("published ports of %s/%s are missing", rec.ContainerID, rec.IfName)
+		}
+	}
+	if s, ok := spoofOf(&rec); ok {
+		ok, err := acl.HasSpoof(p.IPT, s)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("anti-spoofing chain of %s/%s is missing", rec.ContainerID, rec.IfName)
 		}
 	}
 	return nil

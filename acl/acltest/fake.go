@@ -51,8 +51,29 @@ func clone(m map[string][]string) map[string][]string {
 
 // Restore implements acl.Runner.
 func (f *Fake) Restore(fam acl.Family, t string, body []byte) error {
+	return f.RestoreTables(fam, []acl.Table{{Name: t, Body: body}})
+}
+
+// RestoreTables implements acl.Runner: all tables or none, one restore.
+func (f *Fake) RestoreTables(fam acl.Family, tables []acl.Table) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	next := map[string]map[string][]string{}
+	for _, t := range tables {
+		tab, err := f.apply(fam, t.Name, t.Body)
+		if err != nil {
+			return err
+		}
+		next[fmt.Sprintf("%d/%s", fam, t.Name)] = tab
+	}
+	for k, tab := range next {
+		f.tables[k] = tab
+	}
+	f.Restores++
+	return nil
+}
+
+func (f *Fake) apply(fam acl.Family, t string, body []byte) (map[string][]string, error) {
 	tab := clone(f.table(fam, t))
 	for _, l := range strings.Split(strings.TrimSpace(string(body)), "\n") {
 		if l == "" {
@@ -64,17 +85,17 @@ func (f *Fake) Restore(fam acl.Family, t string, body []byte) error {
 			tab[fields[0][1:]] = nil // declare: create or flush
 		case fields[0] == "-A":
 			if _, ok := tab[fields[1]]; !ok {
-				return fmt.Errorf("fake: -A into missing chain %s", fields[1])
+				return nil, fmt.Errorf("fake: -A into missing chain %s", fields[1])
 			}
 			if tgt := jumpTarget(l); tgt != "" {
 				if _, ok := tab[tgt]; !ok && !isTarget(tgt) {
-					return fmt.Errorf("fake: jump to missing chain %s", tgt)
+					return nil, fmt.Errorf("fake: jump to missing chain %s", tgt)
 				}
 			}
 			tab[fields[1]] = append(tab[fields[1]], l)
 		case fields[0] == "-I":
 			if _, ok := tab[fields[1]]; !ok {
-				return fmt.Errorf("fake: -I into missing chain %s", fields[1])
+				return nil, fmt.Errorf("fake: -I into missing chain %s", fields[1])
 			}
 			pos, rest := 1, fields[2:]
 			if n, err := strconv.Atoi(fields[2]); err == nil {
@@ -82,7 +103,7 @@ func (f *Fake) Restore(fam acl.Family, t string, body []byte) error {
 			}
 			rules := tab[fields[1]]
 			if pos < 1 || pos > len(rules)+1 {
-				return fmt.Errorf("fake: -I at position %d of chain %s with %d rules", pos, fields[1], len(rules))
+				return nil, fmt.Errorf("fake: -I at position %d of chain %s with %d rules", pos, fields[1], len(rules))
 			}
 			rule := "-A " + fields[1] + " " + strings.Join(rest, " ")
 			tab[fields[1]] = append(rules[:pos-1:pos-1], append([]string{rule}, rules[pos-1:]...)...)
@@ -91,30 +112,28 @@ func (f *Fake) Restore(fam acl.Family, t string, body []byte) error {
 			rules := tab[fields[1]]
 			i := indexOf(rules, want)
 			if i < 0 {
-				return fmt.Errorf("fake: -D of missing rule %q", l)
+				return nil, fmt.Errorf("fake: -D of missing rule %q", l)
 			}
 			tab[fields[1]] = append(rules[:i], rules[i+1:]...)
 		case fields[0] == "-F":
 			tab[fields[1]] = nil
 		case fields[0] == "-X":
 			if len(tab[fields[1]]) > 0 {
-				return fmt.Errorf("fake: -X of non-empty chain %s", fields[1])
+				return nil, fmt.Errorf("fake: -X of non-empty chain %s", fields[1])
 			}
 			for c, rules := range tab {
 				for _, r := range rules {
 					if jumpTarget(r) == fields[1] {
-						return fmt.Errorf("fake: -X of chain %s still referenced from %s", fields[1], c)
+						return nil, fmt.Errorf("fake: -X of chain %s still referenced from %s", fields[1], c)
 					}
 				}
 			}
 			delete(tab, fields[1])
 		default:
-			return fmt.Errorf("fake: unsupported line %q", l)
+			return nil, fmt.Errorf("fake: unsupported line %q", l)
 		}
 	}
-	f.tables[fmt.Sprintf("%d/%s", fam, t)] = tab
-	f.Restores++
-	return nil
+	return tab, nil
 }
 
 func isTarget(t string) bool {
