@@ -88,7 +88,8 @@ func (c Call) Cmd(ctx context.Context) *exec.Cmd {
 	cmd.Env = append(env, c.Env...)
 	cmd.Stdin = bytes.NewReader(c.Config)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.WaitDelay = time.Second
+	// Generous: on a loaded machine the last output can trail the exit.
+	cmd.WaitDelay = 10 * time.Second
 	return cmd
 }
 
