@@ -22,6 +22,21 @@ import (
 // test ends.
 func EchoTCP(t testing.TB, ns *NS, addr, tag string) string {
 	t.Helper()
+	return serveTCP(t, ns, addr, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return
+		}
+		_, _ = io.WriteString(c, tag+":"+line)
+	})
+}
+
+// serveTCP listens in the namespace at addr and hands each connection to
+// handle on its own goroutine, closing it afterwards; the listener closes
+// when the test ends. It returns the address it listens on.
+func serveTCP(t testing.TB, ns *NS, addr string, handle func(net.Conn)) string {
+	t.Helper()
 	l, err := netns.ListenTCP(ns.Path, addr)
 	if err != nil {
 		t.Fatalf("listen tcp %s in %s: %v", addr, ns, err)
@@ -33,15 +48,10 @@ func EchoTCP(t testing.TB, ns *NS, addr, tag string) string {
 			if err != nil {
 				return
 			}
-			go func(c net.Conn) {
+			go func() {
 				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				line, err := bufio.NewReader(c).ReadString('\n')
-				if err != nil {
-					return
-				}
-				_, _ = io.WriteString(c, tag+":"+line)
-			}(c)
+				handle(c)
+			}()
 		}
 	}()
 	return l.Addr().String()
@@ -156,23 +166,10 @@ func ExpectNoTCP(t testing.TB, ns *NS, addr string) {
 // the source address it came from, as the server saw it (after any NAT).
 func WhoAmITCP(t testing.TB, ns *NS, addr string) string {
 	t.Helper()
-	l, err := netns.ListenTCP(ns.Path, addr)
-	if err != nil {
-		t.Fatalf("listen tcp %s in %s: %v", addr, ns, err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-			_, _ = io.WriteString(c, host+"\n")
-			c.Close()
-		}
-	}()
-	return l.Addr().String()
+	return serveTCP(t, ns, addr, func(c net.Conn) {
+		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		_, _ = io.WriteString(c, host+"\n")
+	})
 }
 
 // AskTCP connects from the namespace to a WhoAmITCP server and returns the
