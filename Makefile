@@ -43,9 +43,11 @@ test-e2e: build
 test: vet test-unit test-root test-e2e
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./conf/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./conf/
 	$(GO) test -run '^$$' -fuzz FuzzParseArgs -fuzztime 30s ./conf/
+	$(GO) test -run '^$$' -fuzz FuzzParsePolicy -fuzztime 30s ./conf/
 	$(GO) test -run '^$$' -fuzz FuzzKey -fuzztime 30s ./ipam/
+	$(GO) test -run '^$$' -fuzz FuzzRecord -fuzztime 30s ./ipam/
 
 bench: build
 	ZONENET_BIN=$(BIN) test/bench/cni-bench.sh
