@@ -104,13 +104,9 @@ func (p *Plugin) Check(cmd *skel.CmdArgs) error {
 	if len(r.conf.PrevResult) == 0 {
 		return &types.Error{Code: types.ErrInvalidNetworkConfig, Msg: "prevResult: is required for CHECK"}
 	}
-	prevAny, err := version.NewResult(r.conf.CNIVersion, r.conf.PrevResult)
+	prev, err := parsePrev(r)
 	if err != nil {
-		return &types.Error{Code: types.ErrDecodingFailure, Msg: "prevResult: " + err.Error()}
-	}
-	prev, err := current.NewResultFromResult(prevAny)
-	if err != nil {
-		return &types.Error{Code: types.ErrDecodingFailure, Msg: "prevResult: " + err.Error()}
+		return err
 	}
 	var rec ipam.Attachment
 	var found bool
@@ -220,13 +216,9 @@ func (p *Plugin) Status(cmd *skel.CmdArgs) error {
 
 // mergePrev appends our interfaces, addresses and routes to prevResult.
 func mergePrev(r *request, ours *current.Result) (*current.Result, error) {
-	prevAny, err := version.NewResult(r.conf.CNIVersion, r.conf.PrevResult)
+	prev, err := parsePrev(r)
 	if err != nil {
-		return nil, &types.Error{Code: types.ErrDecodingFailure, Msg: "prevResult: " + err.Error()}
-	}
-	prev, err := current.NewResultFromResult(prevAny)
-	if err != nil {
-		return nil, &types.Error{Code: types.ErrDecodingFailure, Msg: "prevResult: " + err.Error()}
+		return nil, err
 	}
 	shift := len(prev.Interfaces)
 	prev.Interfaces = append(prev.Interfaces, ours.Interfaces...)
@@ -242,4 +234,16 @@ func mergePrev(r *request, ours *current.Result) (*current.Result, error) {
 		prev.DNS = ours.DNS
 	}
 	return prev, nil
+}
+
+// parsePrev decodes prevResult in the configuration's CNI version.
+func parsePrev(r *request) (*current.Result, error) {
+	prevAny, err := version.NewResult(r.conf.CNIVersion, r.conf.PrevResult)
+	if err == nil {
+		var prev *current.Result
+		if prev, err = current.NewResultFromResult(prevAny); err == nil {
+			return prev, nil
+		}
+	}
+	return nil, &types.Error{Code: types.ErrDecodingFailure, Msg: "prevResult: " + err.Error()}
 }

@@ -108,3 +108,25 @@ func TestCheckBridgeState(t *testing.T) {
 		t.Error("CHECK passed with the host veth down")
 	}
 }
+
+// Chained after another plugin, ADD passes the earlier result on with its
+// own interfaces, addresses and routes appended, indices shifted.
+func TestAddMergesPrevResult(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "1.1.0")
+	c := e.newCtr()
+	prev := `{"cniVersion":"1.1.0","interfaces":[{"name":"earlier0"}],` +
+		`"ips":[{"address":"192.0.2.7/24","interface":0}]}`
+	c.Conf = c.Conf.WithPrev([]byte(prev))
+	res := e.add(c)
+	if len(res.Interfaces) != 4 || res.Interfaces[0].Name != "earlier0" {
+		t.Fatalf("interfaces = %v, want earlier0 first, then bridge, host veth, container", res.Interfaces)
+	}
+	if len(res.IPs) != 2 || res.IPs[0].Address.String() != "192.0.2.7/24" {
+		t.Fatalf("ips = %v, want the earlier address first", res.IPs)
+	}
+	if idx := res.IPs[1].Interface; idx == nil || *idx != 3 || res.Interfaces[3].Name != c.IfName {
+		t.Errorf("our address points at interface %v, want 3 (%s)", idx, c.IfName)
+	}
+	e.del(c)
+}
