@@ -56,7 +56,7 @@ func establishedLine(top string) string {
 
 // networkChains are every per-network chain name of the filter table.
 func networkChains(network string) []string {
-	var out []string
+	out := []string{abuseChain(network)}
 	for _, h := range hooks {
 		out = append(out, ownerChain(h.prefix, network))
 		for _, g := range []string{h.xs, h.xd} {

@@ -23,6 +23,12 @@ defaults: {intraZone: deny, interZone: deny, toExternal: deny, fromExternal: den
 zones:
   - name: frontend
     intraZone: allow
+    limits:
+      maxConnections: 100
+      rateLimit: {newConnectionsPerMinute: 60, action: drop, blockFor: 1m}
+  - name: mgmt
+    limits:
+      rateLimit: {newConnectionsPerMinute: 600, action: log}
 rules:
   - name: wide-cidr
     source: 10.0.0.0/16
@@ -159,11 +165,24 @@ func matchRule(t *testing.T, rule string, fl conf.Flow) (string, bool) {
 		case "--ctstate", "--icmpv6-type":
 			arg()
 			match = false // a new connection, never neighbour discovery
+		case "--connlimit-above", "--hashlimit-above", "--rcheck":
+			// One new connection is never over a limit, nor from a
+			// blocked source, in this walk.
+			if fields[i] != "--rcheck" {
+				arg()
+			}
+			match = false
+		case "--connlimit-mask", "--hashlimit-burst", "--hashlimit-mode", "--hashlimit-name",
+			"--hashlimit-htable-expire", "--seconds", "--name", "--mask":
+			arg()
+		case "--connlimit-saddr", "--connlimit-daddr", "--rsource":
 		case "--comment":
 			for i++; !strings.HasSuffix(fields[i], `"`) || fields[i] == `"`; i++ {
 			}
 		case "-j":
 			target = arg()
+			i = len(fields) // target options (REJECT, NFLOG) do not match
+
 		default:
 			t.Fatalf("interpreter does not know %q in %s", fields[i], rule)
 		}

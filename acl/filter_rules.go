@@ -48,6 +48,12 @@ func renderHook(h hook, f Family, network string, p *conf.Policy) []chainRules {
 			}
 		}
 	}
+	var abuse *chainRules
+	if h.top == ChainForward {
+		var lr []string
+		lr, abuse = limitRules(f, network, p, main.name)
+		main.rules = append(main.rules, lr...)
+	}
 	var xs, xd chainRules
 	if h.xs != "" {
 		xs = chainRules{name: ownerChain(h.xs, network)}
@@ -88,6 +94,9 @@ func renderHook(h hook, f Family, network string, p *conf.Policy) []chainRules {
 		}
 	}
 	out := []chainRules{}
+	if abuse != nil {
+		out = append(out, *abuse)
+	}
 	if len(xs.rules) > nxs {
 		main.rules = append(main.rules, jumpLine(main.name, "", "zonenet "+network+" rules from external", xs.name))
 		out = append(out, xs)

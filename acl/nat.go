@@ -156,7 +156,15 @@ func (h HostPorts) chain() string {
 // AddHostPorts installs DNAT rules for a container's port mappings, in one
 // restore after one save (to jump to the top-level chain only once).
 func AddHostPorts(r Runner, h HostPorts) error {
-	return AddContainer(r, Container{Ports: &h})
+	return locked(r, func() error {
+		saved, err := r.Save(familyOf(h.IP), "nat")
+		if err != nil {
+			return err
+		}
+		var b bytes.Buffer
+		renderHostPorts(&b, parseSave(saved), h)
+		return r.Restore(familyOf(h.IP), "nat", b.Bytes())
+	})
 }
 
 // renderHostPorts writes the restore lines of a container's DNAT chain,
@@ -196,7 +204,7 @@ func renderHostPorts(b *bytes.Buffer, rs ruleSet, h HostPorts) {
 
 // RemoveHostPorts removes a container's DNAT rules; missing is fine.
 func RemoveHostPorts(r Runner, h HostPorts) error {
-	return RemoveContainer(r, Container{Ports: &h})
+	return removeOwnerChain(r, familyOf(h.IP), "nat", ChainHostports, h.chain())
 }
 
 // HasHostPorts reports whether a container's DNAT chain is in place.

@@ -131,6 +131,11 @@ func (bridgeMode) add(p *Plugin, r *request) (res *current.Result, err error) {
 	if err := netlink.LinkSetMaster(hostLink, br); err != nil {
 		return nil, fmt.Errorf("attach %s to bridge %s: %w", rec.HostVeth, br.Attrs().Name, err)
 	}
+	if c.Policy != "" {
+		if err := lockPort(hostLink, mac); err != nil {
+			return nil, err
+		}
+	}
 	if c.HairpinMode {
 		if err := netlink.LinkSetHairpin(hostLink, true); err != nil {
 			return nil, fmt.Errorf("hairpin on %s: %w", rec.HostVeth, err)
@@ -150,15 +155,16 @@ func (bridgeMode) add(p *Plugin, r *request) (res *current.Result, err error) {
 		return nil, fmt.Errorf("configure %s: %w", r.cmd.IfName, err)
 	}
 
-	// 5. published ports and, under a policy, anti-spoofing: one restore
-	// per address family, none when there is neither.
-	if ct, ok := containerRules(r, &rec); ok {
-		if ct.Spoof != nil {
-			if err := enableBridgeFilter(rec.IPs); err != nil {
-				return nil, err
-			}
+	// 5. under a policy, anti-spoofing: the container's addresses bound
+	// to its MAC in the zone's sets (netlink, no exec); then published
+	// ports, one restore.
+	if m, ok := memberOf(c, &rec); ok {
+		if err := acl.AddMember(p.Sets, m); err != nil {
+			return nil, err
 		}
-		if err := acl.AddContainer(p.IPT, ct); err != nil {
+	}
+	if hp, ok := hostPorts(r, &rec); ok {
+		if err := acl.AddHostPorts(p.IPT, hp); err != nil {
 			return nil, err
 		}
 	}
@@ -256,8 +262,11 @@ func teardownBridge(p *Plugin, r *request, rec *ipam.Attachment) error {
 			p.warnf("netns %s: %v", r.cmd.Netns, err)
 		}
 	}
-	if ct, ok := containerRules(r, rec); ok {
-		errs = append(errs, acl.RemoveContainer(p.IPT, ct))
+	if m, ok := memberOf(r.conf, rec); ok {
+		errs = append(errs, acl.RemoveMember(p.Sets, m))
+	}
+	if hp, ok := hostPorts(r, rec); ok {
+		errs = append(errs, acl.RemoveHostPorts(p.IPT, hp))
 	}
 	return errors.Join(errs...)
 }

@@ -31,8 +31,9 @@ func adoptedAlias(network, zone string) string   { return "zonenet-adopted:" + n
 
 // ensureBridge returns the zone's bridge, creating and setting it up when
 // needed. A ready bridge costs two netlink calls on the ADD path (the link
-// and its gateway address) and no iptables exec; a missing gateway (a
-// host that was tampered with) is repaired. When this call created the
+// and its gateway address), one ipset dump per zone subnet under a policy,
+// and no iptables exec; a missing gateway or a flushed filter table (a
+// host that was tampered with, a firewall reload) is repaired. When this call created the
 // bridge, undo takes the zone's setup away again, for an ADD that fails
 // later on.
 func (p *Plugin) ensureBridge(c *conf.NetConf, z *conf.Zone) (br netlink.Link, undo func(), err error) {
@@ -48,7 +49,7 @@ func (p *Plugin) ensureBridge(c *conf.NetConf, z *conf.Zone) (br netlink.Link, u
 	alias := link.Attrs().Alias
 	switch alias {
 	case ready, adopted:
-		if link.Attrs().Flags&net.FlagUp != 0 && hasGateway(z) {
+		if link.Attrs().Flags&net.FlagUp != 0 && hasGateway(z) && p.policyIntact(c) {
 			return link, nil, nil
 		}
 	case newBridgeAlias(c.Name, z.Name):

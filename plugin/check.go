@@ -23,6 +23,9 @@ func (bridgeMode) check(p *Plugin, r *request, rec ipam.Attachment, prev *curren
 	if z == nil {
 		return fmt.Errorf("attachment is in zone %q, which the network no longer has", rec.Zone)
 	}
+	if err := p.repairPolicy(r.conf); err != nil {
+		return err
+	}
 	want := map[string]bool{}
 	for _, ipc := range prev.IPs {
 		want[ipc.Address.String()] = true
@@ -107,13 +110,16 @@ func (bridgeMode) check(p *Plugin, r *request, rec ipam.Attachment, prev *curren
 			return fmt.Errorf("published ports of %s/%s are missing", rec.ContainerID, rec.IfName)
 		}
 	}
-	if s, ok := spoofOf(&rec); ok {
-		ok, err := acl.HasSpoof(p.IPT, s)
+	if m, ok := memberOf(r.conf, &rec); ok {
+		ok, err := acl.HasMember(p.Sets, m)
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return fmt.Errorf("anti-spoofing chain of %s/%s is missing", rec.ContainerID, rec.IfName)
+			return fmt.Errorf("anti-spoofing entries of %s/%s are missing", rec.ContainerID, rec.IfName)
+		}
+		if ok, err := portLocked(rec.HostVeth, m.MAC); err != nil || !ok {
+			return fmt.Errorf("bridge port %s is not locked to %s (%v)", rec.HostVeth, m.MAC, err)
 		}
 	}
 	return nil

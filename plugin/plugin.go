@@ -25,6 +25,7 @@ import (
 // Plugin carries what the verbs need from outside: no package state.
 type Plugin struct {
 	IPT         acl.Runner
+	Sets        acl.Sets
 	LockTimeout time.Duration
 	Now         func() time.Time
 	Stdout      io.Writer
@@ -38,6 +39,7 @@ type Plugin struct {
 func New() *Plugin {
 	return &Plugin{
 		IPT:         acl.Exec{},
+		Sets:        acl.NetlinkSets{},
 		LockTimeout: 10 * time.Second,
 		Now:         time.Now,
 		Stdout:      os.Stdout,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -39,31 +40,64 @@ func LoadPolicy(c *conf.NetConf, path string) (*conf.Policy, error) {
 	return pol, nil
 }
 
-// applyPolicy installs a network's policy in the filter table. Bridged
-// traffic between two containers of a zone is only seen by iptables with
-// bridge-nf-call-iptables on, which a zone denying intra-zone traffic
-// needs.
+// applyPolicy installs a network's policy in the filter table and its
+// anti-spoofing chain and sets. Bridged traffic (between two containers of
+// a zone, and everything anti-spoofing judges) is only seen by iptables
+// with bridge-nf-call-iptables on.
 func (p *Plugin) applyPolicy(c *conf.NetConf, pol *conf.Policy) error {
 	if pol == nil {
 		return nil
 	}
-	for _, z := range pol.Zones {
-		if z.IntraZone == conf.Deny {
-			if err := writeSysctl("net/bridge/bridge-nf-call-iptables", "1"); err != nil {
-				return fmt.Errorf("zone %s denies traffic inside the zone, which needs br_netfilter: %w", z.Name, err)
-			}
-			if hasIPv6Zone(pol) {
-				if err := writeSysctl("net/bridge/bridge-nf-call-ip6tables", "1"); err != nil {
-					return fmt.Errorf("zone %s denies traffic inside the zone, which needs br_netfilter: %w", z.Name, err)
-				}
-			}
-			break
-		}
+	if err := enableBridgeFilter(hasIPv6Zone(pol)); err != nil {
+		return err
 	}
 	if err := acl.ApplyFilter(p.IPT, c.Name, pol); err != nil {
 		return fmt.Errorf("policy %s: %w", c.Policy, err)
 	}
+	if err := acl.ApplyGuard(p.IPT, p.Sets, c.Name, guardZones(c)); err != nil {
+		return fmt.Errorf("anti-spoofing of network %s: %w", c.Name, err)
+	}
 	return nil
+}
+
+// policyIntact reports whether a network without a policy, or whose
+// anti-spoofing sets are still used by rules, needs no repair. A flushed
+// filter table leaves the sets unreferenced; the policy's chains then go
+// with them, and the zone setup reinstalls both.
+func (p *Plugin) policyIntact(c *conf.NetConf) bool {
+	if c.Policy == "" {
+		return true
+	}
+	ok, err := acl.GuardIntact(p.Sets, c.Name, guardZones(c))
+	return ok && err == nil
+}
+
+// repairPolicy reinstalls a network's policy when any of its chains or
+// jumps is gone (a flushed table, a firewall reload): CHECK repairs what
+// it can rather than only report it.
+func (p *Plugin) repairPolicy(c *conf.NetConf) error {
+	if c.Policy == "" {
+		return nil
+	}
+	var fams []acl.Family
+	for _, z := range c.Zones {
+		if z.Subnet.IsValid() && !slices.Contains(fams, acl.IPv4) {
+			fams = append(fams, acl.IPv4)
+		}
+		if z.Subnet6.IsValid() && !slices.Contains(fams, acl.IPv6) {
+			fams = append(fams, acl.IPv6)
+		}
+	}
+	ok, err := acl.PolicyInstalled(p.IPT, c.Name, fams)
+	if err != nil || (ok && p.policyIntact(c)) {
+		return err
+	}
+	pol, err := LoadPolicy(c, c.Policy)
+	if err != nil {
+		return err
+	}
+	p.warnf("policy of network %s was missing from iptables: reinstalled", c.Name)
+	return p.applyPolicy(c, pol)
 }
 
 func hasIPv6Zone(pol *conf.Policy) bool {
@@ -96,6 +130,6 @@ func ApplyPolicy(r acl.Runner, conflist []byte, policyPath string) (*conf.Policy
 	if err != nil {
 		return nil, err
 	}
-	p := &Plugin{IPT: r}
+	p := &Plugin{IPT: r, Sets: acl.NetlinkSets{}}
 	return pol, p.applyPolicy(c, pol)
 }

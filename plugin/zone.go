@@ -84,6 +84,7 @@ func (p *Plugin) removeIdleZones(r *request, used map[string]bool) error {
 	}
 	if len(used) == 0 {
 		errs = append(errs, acl.RemoveFilter(p.IPT, r.conf.Name))
+		errs = append(errs, acl.RemoveGuard(p.IPT, p.Sets, r.conf.Name, guardZones(r.conf)))
 		for _, f := range []acl.Family{acl.IPv4, acl.IPv6} {
 			errs = append(errs, acl.RemoveUnused(p.IPT, f))
 		}

@@ -125,6 +125,23 @@ func (n *NS) RulesMatching(t testing.TB, subs ...string) []string {
 	return out
 }
 
+// IPSets returns the namespace's ipsets: name → members, as `ipset save`
+// prints them.
+func (n *NS) IPSets(t testing.TB) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for _, l := range strings.Split(string(n.Run(t, "ipset", "save")), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 2 && f[0] == "create":
+			out[f[1]] = out[f[1]][:0:0]
+		case len(f) >= 3 && f[0] == "add":
+			out[f[1]] = append(out[f[1]], strings.Join(f[2:], " "))
+		}
+	}
+	return out
+}
+
 // StoreName is the file zonenet keeps its store in, under dataDir.
 const StoreName = "zonenet.db"
 
@@ -192,7 +209,7 @@ type State struct {
 }
 
 // Snapshot records links (name, kind, master, MTU, flags, MAC), addresses,
-// routes, ip_forward and the iptables/ip6tables rules of the namespace, and
+// routes, ip_forward, the iptables/ip6tables rules and ipsets of the namespace, and
 // the leases of the network in the store under dataDir (when dataDir is
 // not empty).
 func Snapshot(t testing.TB, ns *NS, dataDir, network string) State {
@@ -225,6 +242,12 @@ func Snapshot(t testing.TB, ns *NS, dataDir, network string) State {
 	}
 	for _, l := range ns.Iptables(t, true) {
 		lines = append(lines, "ip6t "+l)
+	}
+	for name, members := range ns.IPSets(t) {
+		lines = append(lines, "ipset "+name)
+		for _, m := range members {
+			lines = append(lines, "ipset "+name+" "+m)
+		}
 	}
 	if dataDir != "" {
 		lines = append(lines, LeaseLines(Leases(t, dataDir, network))...)

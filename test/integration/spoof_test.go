@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zonenet/zonenet/acl"
 	"github.com/zonenet/zonenet/test/cnitest"
 )
 
@@ -33,12 +34,26 @@ func spoofRules(t *testing.T, e *env) []string {
 	var out []string
 	for _, v6 := range []bool{false, true} {
 		for _, l := range e.host.Iptables(t, v6) {
-			if strings.Contains(l, "ZN-SPOOF-") || strings.Contains(l, "ZONENET-SPOOF") {
+			if strings.Contains(l, "ZN-SPF-") || strings.Contains(l, "ZONENET-SPOOF") {
 				out = append(out, l)
 			}
 		}
 	}
 	return out
+}
+
+// guardMembers are the members of the network's anti-spoofing sets, and
+// whether any such set exists.
+func guardMembers(t *testing.T, e *env) (members []string, exists bool) {
+	sets := e.host.IPSets(t)
+	for _, z := range e.conf.Zones {
+		for _, f := range []acl.Family{acl.IPv4, acl.IPv6} {
+			m, ok := sets[acl.GuardSetName(e.conf.Name, z.Name, f)]
+			exists = exists || ok
+			members = append(members, m...)
+		}
+	}
+	return members, exists
 }
 
 // TestAntiSpoofing: under a policy, a container that takes another source
@@ -62,6 +77,10 @@ func TestAntiSpoofing(t *testing.T) {
 	}
 	if len(spoofRules(t, e)) == 0 {
 		t.Fatal("no anti-spoofing rule after ADD under a policy")
+	}
+	// Each container: its IPv4 address bound to its MAC, its IPv6 address.
+	if m, _ := guardMembers(t, e); len(m) != 2*len(ctrs) {
+		t.Fatalf("anti-spoofing sets hold %q, want 2 entries for each of %d containers", m, len(ctrs))
 	}
 	srv4 := hostPort(atts[server].ip4(), 8080)
 	srv6 := hostPort(atts[server].ip6(), 8081)
@@ -89,7 +108,7 @@ func TestAntiSpoofing(t *testing.T) {
 
 	cnitest.ExpectTCP(t, good.NS, srv4, "srv4")
 	cnitest.ExpectTCP(t, good.NS, srv6, "srv6")
-	if drops := e.host.RulesMatching(t, "ZN-SPOOF-", "-j DROP"); len(drops) == 0 {
+	if drops := e.host.RulesMatching(t, "ZN-SPF-", "-j DROP"); len(drops) == 0 {
 		t.Error("no DROP rule in the anti-spoofing chains")
 	}
 
@@ -97,8 +116,15 @@ func TestAntiSpoofing(t *testing.T) {
 		e.del(c)
 		e.expectDetached(c, atts[c])
 	}
+	if m, _ := guardMembers(t, e); len(m) > 0 {
+		t.Errorf("anti-spoofing entries left after DEL: %q", m)
+	}
+	e.gc()
 	if left := spoofRules(t, e); len(left) > 0 {
-		t.Errorf("anti-spoofing rules left after DEL:\n%s", strings.Join(left, "\n"))
+		t.Errorf("anti-spoofing rules left after GC:\n%s", strings.Join(left, "\n"))
+	}
+	if _, exists := guardMembers(t, e); exists {
+		t.Error("anti-spoofing sets left after GC")
 	}
 }
 
@@ -114,6 +140,9 @@ func TestAntiSpoofingGC(t *testing.T) {
 	e.gc()
 	if left := spoofRules(t, e); len(left) > 0 {
 		t.Errorf("anti-spoofing rules left after GC:\n%s", strings.Join(left, "\n"))
+	}
+	if m, exists := guardMembers(t, e); exists {
+		t.Errorf("anti-spoofing sets left after GC (members %q)", m)
 	}
 }
 

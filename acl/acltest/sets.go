@@ -1,0 +1,110 @@
+package acltest
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/zonenet/zonenet/acl"
+)
+
+// Sets is an in-memory acl.Sets. References are not tracked by the fake:
+// Refs sets them by hand.
+type Sets struct {
+	mu   sync.Mutex
+	sets map[string]*fakeSet
+}
+
+type fakeSet struct {
+	spec    acl.SetSpec
+	refs    int
+	members map[string]acl.SetEntry
+}
+
+// Ensure implements acl.Sets.
+func (s *Sets) Ensure(spec acl.SetSpec) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sets == nil {
+		s.sets = map[string]*fakeSet{}
+	}
+	if have, ok := s.sets[spec.Name]; ok {
+		if have.spec.Type != spec.Type {
+			return fmt.Errorf("ipset %s exists with type %s", spec.Name, have.spec.Type)
+		}
+		return nil
+	}
+	s.sets[spec.Name] = &fakeSet{spec: spec, members: map[string]acl.SetEntry{}}
+	return nil
+}
+
+// Destroy implements acl.Sets.
+func (s *Sets) Destroy(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sets, name)
+	return nil
+}
+
+// Add implements acl.Sets.
+func (s *Sets) Add(name string, e acl.SetEntry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	set, ok := s.sets[name]
+	if !ok {
+		return fmt.Errorf("ipset %s does not exist", name)
+	}
+	set.members[e.Addr.String()] = e
+	return nil
+}
+
+// Del implements acl.Sets.
+func (s *Sets) Del(name string, e acl.SetEntry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if set, ok := s.sets[name]; ok {
+		delete(set.members, e.Addr.String())
+	}
+	return nil
+}
+
+// Info implements acl.Sets.
+func (s *Sets) Info(name string) (acl.SetInfo, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	set, ok := s.sets[name]
+	if !ok {
+		return acl.SetInfo{}, false, nil
+	}
+	info := acl.SetInfo{Type: set.spec.Type, References: set.refs}
+	keys := make([]string, 0, len(set.members))
+	for k := range set.members {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		info.Entries = append(info.Entries, set.members[k])
+	}
+	return info, true, nil
+}
+
+// Refs sets the reference count the fake reports for a set.
+func (s *Sets) Refs(name string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if set, ok := s.sets[name]; ok {
+		set.refs = n
+	}
+}
+
+// Names are the sets that exist, sorted.
+func (s *Sets) Names() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for n := range s.sets {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
