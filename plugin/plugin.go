@@ -24,7 +24,10 @@ import (
 
 // Plugin carries what the verbs need from outside: no package state.
 type Plugin struct {
-	IPT         acl.Runner
+	IPT acl.Runner
+	// Conntrack is where the connections a newly installed policy
+	// forbids are cut; nil leaves them running.
+	Conntrack   acl.ConntrackTable
 	LockTimeout time.Duration
 	Now         func() time.Time
 	Stdout      io.Writer
@@ -38,6 +41,7 @@ type Plugin struct {
 func New() *Plugin {
 	return &Plugin{
 		IPT:         acl.Exec{},
+		Conntrack:   acl.KernelConntrack{},
 		LockTimeout: 10 * time.Second,
 		Now:         time.Now,
 		Stdout:      os.Stdout,
