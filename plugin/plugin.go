@@ -24,8 +24,11 @@ import (
 
 // Plugin carries what the verbs need from outside: no package state.
 type Plugin struct {
-	IPT         acl.Runner
-	Sets        acl.Sets
+	IPT  acl.Runner
+	Sets acl.Sets
+	// Conntrack is where the connections a newly installed policy
+	// forbids are cut; nil leaves them running.
+	Conntrack   acl.ConntrackTable
 	LockTimeout time.Duration
 	Now         func() time.Time
 	Stdout      io.Writer
@@ -40,6 +43,7 @@ func New() *Plugin {
 	return &Plugin{
 		IPT:         acl.Exec{},
 		Sets:        acl.NetlinkSets{},
+		Conntrack:   acl.KernelConntrack{},
 		LockTimeout: 10 * time.Second,
 		Now:         time.Now,
 		Stdout:      os.Stdout,

@@ -40,25 +40,64 @@ func LoadPolicy(c *conf.NetConf, path string) (*conf.Policy, error) {
 	return pol, nil
 }
 
-// applyPolicy installs a network's policy in the filter table and its
-// anti-spoofing chain and sets. Bridged traffic (between two containers of
-// a zone, and everything anti-spoofing judges) is only seen by iptables
-// with bridge-nf-call-iptables on.
+// applyPolicy installs a network's policy when ADD sets a zone up. The
+// policy file may have changed since another zone of the network began to
+// carry traffic, so connections it now forbids are cut as by `zonenetctl
+// policy apply`; failing to cut them does not fail the container's ADD,
+// it is reported on stderr.
 func (p *Plugin) applyPolicy(c *conf.NetConf, pol *conf.Policy) error {
-	if pol == nil {
+	n, err := p.installPolicy(c, pol)
+	var cut *conntrackError
+	if errors.As(err, &cut) {
+		if p.Stderr != nil {
+			fmt.Fprintf(p.Stderr, "zonenet: %s: %v\n", c.Policy, err)
+		}
 		return nil
 	}
+	if n > 0 && p.Stderr != nil {
+		fmt.Fprintf(p.Stderr, "zonenet: policy %s: cut %d tracked connections it forbids\n", c.Policy, n)
+	}
+	return err
+}
+
+// installPolicy installs a network's policy in the filter table and its
+// anti-spoofing chain and sets, then deletes the conntrack entries of the
+// connections it forbids, and returns how many. Bridged traffic (between
+// two containers of a zone, and everything anti-spoofing judges) is only
+// seen by iptables with bridge-nf-call-iptables on.
+func (p *Plugin) installPolicy(c *conf.NetConf, pol *conf.Policy) (int, error) {
+	if pol == nil {
+		return 0, nil
+	}
 	if err := enableBridgeFilter(hasIPv6Zone(pol)); err != nil {
-		return err
+		return 0, err
 	}
 	if err := acl.ApplyFilter(p.IPT, c.Name, pol); err != nil {
-		return fmt.Errorf("policy %s: %w", c.Policy, err)
+		return 0, fmt.Errorf("policy %s: %w", c.Policy, err)
 	}
 	if err := acl.ApplyGuard(p.IPT, p.Sets, c.Name, guardZones(c)); err != nil {
-		return fmt.Errorf("anti-spoofing of network %s: %w", c.Name, err)
+		return 0, fmt.Errorf("anti-spoofing of network %s: %w", c.Name, err)
 	}
-	return nil
+	if p.Conntrack == nil {
+		return 0, nil
+	}
+	// Only after the commit: see acl/conntrack.go.
+	n, err := acl.FlushForbidden(p.Conntrack, pol)
+	if err != nil {
+		return n, &conntrackError{err}
+	}
+	return n, nil
 }
+
+// conntrackError: the policy's rules are in place, but some connections it
+// forbids may still be running.
+type conntrackError struct{ err error }
+
+func (e *conntrackError) Error() string {
+	return "policy installed, but connections it forbids may still be running: " + e.err.Error()
+}
+
+func (e *conntrackError) Unwrap() error { return e.err }
 
 // policyIntact reports whether a network without a policy, or whose
 // anti-spoofing sets are still used by rules, needs no repair. A flushed
@@ -113,23 +152,26 @@ func hasIPv6Zone(pol *conf.Policy) bool {
 
 // ApplyPolicy re-renders and installs the policy of the zonenet network of
 // a conflist (or single plugin configuration) in the current network
-// namespace, atomically per address family. policyPath, when not "",
-// replaces the configuration's policy key.
-func ApplyPolicy(r acl.Runner, conflist []byte, policyPath string) (*conf.Policy, error) {
+// namespace, atomically per address family, then deletes from ct the
+// entries of the connections the policy forbids (ct nil: none), so they
+// stop; it returns the policy and how many entries it deleted. policyPath,
+// when not "", replaces the configuration's policy key.
+func ApplyPolicy(r acl.Runner, ct acl.ConntrackTable, conflist []byte, policyPath string) (*conf.Policy, int, error) {
 	c, err := conf.FromConfList(conflist)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if policyPath != "" {
 		c.Policy = policyPath
 	}
 	if c.Policy == "" {
-		return nil, errors.New(`the configuration has no "policy" key: name a policy file`)
+		return nil, 0, errors.New(`the configuration has no "policy" key: name a policy file`)
 	}
 	pol, err := LoadPolicy(c, c.Policy)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	p := &Plugin{IPT: r, Sets: acl.NetlinkSets{}}
-	return pol, p.applyPolicy(c, pol)
+	p := &Plugin{IPT: r, Sets: acl.NetlinkSets{}, Conntrack: ct}
+	n, err := p.installPolicy(c, pol)
+	return pol, n, err
 }

@@ -117,8 +117,11 @@ const policyApplySynopsis = `policy apply --conflist FILE [--policy FILE]
 Validates the policy of the zonenet network in the conflist FILE (its
 "policy" key, or --policy) against the network's zones and installs it in
 the current network namespace's filter table, replacing the network's
-previous rules in one iptables-restore per address family. Run it where
-the plugin runs (the host's network namespace), as root.
+previous rules in one iptables-restore per address family. Then it cuts
+the tracked connections the new policy forbids (their conntrack entries
+are deleted, so their next packet is judged, and dropped, by the new
+rules); connections it still allows are left alone. Run it where the
+plugin runs (the host's network namespace), as root.
 
 Exit status: 0 installed, 1 invalid policy or failed, 2 usage error.`
 
@@ -140,11 +143,12 @@ func runPolicyApply(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "zonenetctl policy apply: %v\n", err)
 		return exitFailed
 	}
-	pol, err := plugin.ApplyPolicy(acl.Exec{}, data, *policy)
+	pol, cut, err := plugin.ApplyPolicy(acl.Exec{}, acl.KernelConntrack{}, data, *policy)
 	if err != nil {
 		fmt.Fprintf(stderr, "zonenetctl policy apply: %s: %v\n", *conflist, err)
 		return exitFailed
 	}
-	fmt.Fprintf(stdout, "policy applied: %d zones, %d rules\n", len(pol.Zones), len(pol.Rules))
+	fmt.Fprintf(stdout, "policy applied: %d zones, %d rules; %d tracked connections it forbids cut\n",
+		len(pol.Zones), len(pol.Rules), cut)
 	return exitOK
 }
