@@ -29,6 +29,7 @@ Usage:
   zonenetctl <command> [flags]
 
 Commands:
+  cleanup   remove every chain, ipset and bridge of zonenet's from this host (uninstall)
   demo      build the reference zone topology in network namespaces, probe it, tear it down
   policy    check a policy document (policy check FILE) or install it (policy apply)
   status    list the attachments recorded in a node's store
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
+	case "cleanup":
+		return runCleanup(args[1:], stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
 	case "policy":
