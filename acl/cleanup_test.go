@@ -101,10 +101,10 @@ func TestCleanupRemovesOnlyOurs(t *testing.T) {
 
 	must(acl.EnsureMasq(r, masq("frontend", "10.0.1.0/24")))
 	must(acl.ApplyFilter(r, "prod", parsePolicy(t, testPolicy)))
-	s := spoof("c1", "zn1234", "10.0.3.5", "fd00:0:3::5")
+	must(acl.ApplyGuard(r, &acltest.Sets{}, "prod", guardZones()))
 	hp := acl.HostPorts{Network: "prod", ContainerID: "c1", IfName: "eth0", IP: netip.MustParseAddr("10.0.3.5"),
 		Mappings: []conf.PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}}}
-	must(acl.AddContainer(r, acl.Container{Ports: &hp, Spoof: &s}))
+	must(acl.AddHostPorts(r, hp))
 	// Leftovers no acl function makes: a chain of ours in mangle, a
 	// foreign chain jumping into ours, rules using an ipset of ours.
 	restore(t, r, acl.IPv4, "mangle", ":ZN-OLD-X - [0:0]\n-A ZN-OLD-X -j RETURN\n-A PREROUTING -j ZN-OLD-X\n-A USER-MARK -j ZN-OLD-X\n")

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -153,7 +154,7 @@ func renderGuard(b *bytes.Buffer, rs ruleSet, f Family, network string, zones []
 	b.WriteString(jumpLine(ch, "", owner+" spoofed", "DROP") + "\n")
 	want := map[string]bool{}
 	for _, z := range zones {
-		if z.Bridge == "" {
+		if z.Bridge == "" || !slices.ContainsFunc(z.Subnets, func(s netip.Prefix) bool { return familyOf(s.Addr()) == f }) {
 			continue
 		}
 		l := jumpLine(ChainSpoof, "-i "+z.Bridge+" -m physdev --physdev-in zn+", "zonenet "+network+" zone "+z.Name, ch)
