@@ -93,7 +93,7 @@ func TestCleanupLeftovers(t *testing.T) {
 	h.Run(t, "ip6tables", "-t", "raw", "-A", "PREROUTING", "-j", ourChain)
 	run4and6(t, h, "-I", hookChain, "1", "-j", "ZONENET-FORWARD")
 	if len(h.RulesMatching(t, "ZN-DNAT-")) == 0 || len(h.RulesMatching(t, "ZN-MASQ-")) == 0 ||
-		len(h.RulesMatching(t, "ZN-SPOOF-")) == 0 || len(h.RulesMatching(t, "ZN-FWD-")) == 0 {
+		len(h.RulesMatching(t, "ZN-SPF-")) == 0 || len(h.RulesMatching(t, "ZN-FWD-")) == 0 {
 		t.Fatalf("the topology lacks published ports, NAT, anti-spoofing or policy chains:\n%s", strings.Join(zonenetLines(t, h), "\n"))
 	}
 
