@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.Version=$(VERSION)
 BIN     := $(CURDIR)/bin
 CMDS    := zonenet zonenetctl
 
-.PHONY: all build setup demo test test-unit test-root test-e2e fuzz bench vet clean
+.PHONY: all build setup demo test test-unit test-root test-e2e fuzz bench bench-acl vet clean
 
 all: build
 
@@ -51,6 +51,11 @@ fuzz:
 
 bench: build
 	ZONENET_BIN=$(BIN) test/bench/cni-bench.sh
+
+# Policy install time and the per-packet cost of a large policy; builds
+# its own binaries, like bench.
+bench-acl:
+	test/bench/acl-bench.sh
 
 clean:
 	rm -rf $(BIN)

@@ -10,10 +10,14 @@
 #   sudo test/bench/cni-bench.sh                           # full run
 #   OPS=20 PAR=10 EXISTING=50 test/bench/cni-bench.sh       # smoke, < 1 min idle
 #   OUT=bench.txt test/bench/cni-bench.sh                  # also save the table
+#   POLICY=deploy/policy-reference.yaml test/bench/cni-bench.sh  # also zonenet with a policy
 #
 # Knobs: OPS (sequential ADDs, then DELs; 200), PAR (parallel ADDs, then
 # DELs; 100), EXISTING (kept attachments; 500), PAIRS (ADD+DEL pairs timed
-# at 0 and at EXISTING; OPS/4, at least 5), REF_VERSION (v1.10.0), SKIP_REF=1 / SKIP_ZN=1.
+# at 0 and at EXISTING; OPS/4, at least 5), REF_VERSION (v1.10.0), SKIP_REF=1 / SKIP_ZN=1,
+# POLICY (a policy file: adds a zonenet column whose network has that policy
+# and its zones, and a second table comparing it with the reference; off by
+# default, so the first table stays comparable between runs).
 set -euo pipefail
 
 OPS=${OPS:-200}
@@ -22,8 +26,13 @@ EXISTING=${EXISTING:-500}
 PAIRS=${PAIRS:-$((OPS / 4 > 5 ? OPS / 4 : 5))}
 REF_VERSION=${REF_VERSION:-v1.10.0}
 OUT=${OUT:-}
+POLICY=${POLICY:-}
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if [[ -n $POLICY ]]; then
+	[[ -r $POLICY ]] || { echo "cni-bench: POLICY=$POLICY: not a readable file" >&2; exit 1; }
+	policy_file=$(readlink -f "$POLICY")
+fi
 repo=$(cd "$here/../.." && pwd)
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -115,6 +124,23 @@ cat >"$tmp/zonenet.conflist" <<JSON
   "zones":[{"name":"frontend","subnet":"10.89.0.0/16","bridge":"znbr${tag}z"}]}]}
 JSON
 
+# With a policy, the network takes the policy's zones; every attachment
+# goes to the first one, which the driver widens when the run keeps more
+# attachments alive than it can hold.
+pol_ok=0
+if [[ -n $POLICY && $zn_ok == 1 ]]; then
+	need=$((OPS > PAR ? OPS : PAR))
+	need=$((need > EXISTING + 1 ? need : EXISTING + 1))
+	if "$tmp/cnibench" policy-net -policy "$policy_file" -need $((need + 3)) -bridge-prefix "znbr${tag}p" \
+		-data-dir "$tmp/zn-policy/zn" -conflist "$tmp/zn-policy.conflist" -policy-out "$tmp/zn-policy.policy" \
+		2>"$tmp/zn-policy.err"; then
+		pol_ok=1
+	fi
+	cat "$tmp/zn-policy.err" >&2
+elif [[ -n $POLICY ]]; then
+	cp "$tmp/zn-build.err" "$tmp/zn-policy.err"
+fi
+
 # --- run ---------------------------------------------------------------
 # One host namespace per configuration, so no rule, bridge or lease of one
 # can slow down or help another. A single driver measures all of them,
@@ -142,6 +168,11 @@ if [[ $zn_ok == 1 ]]; then
 else
 	"$tmp/cnibench" fail -label zonenet -msg-file "$tmp/zn-build.err" -out "$tmp/res/zonenet.json"
 fi
+if [[ $pol_ok == 1 ]]; then
+	add_target zn-policy "$tmp/zn-bin"
+elif [[ -n $POLICY ]]; then
+	"$tmp/cnibench" fail -label zn-policy -msg-file "$tmp/zn-policy.err" -out "$tmp/res/zn-policy.json"
+fi
 
 if ((${#targets[@]} > 0)); then
 	log "measuring ${targets[*]%%:*}"
@@ -159,4 +190,5 @@ fi
 
 echo
 "$tmp/cnibench" table -base "$tmp/res/ref-masq.json" -extra "$tmp/res/ref-nomasq.json" \
-	-target "$tmp/res/zonenet.json" ${OUT:+-out "$OUT"}
+	-target "$tmp/res/zonenet.json" ${POLICY:+-policy "$tmp/res/zn-policy.json" -policy-name "$POLICY"} \
+	${OUT:+-out "$OUT"}

@@ -9,7 +9,8 @@
 //
 //	cnibench run   -nsdir DIR -outer-netns F LABEL:CONFLIST:BINDIR:HOSTNS:OUT ...
 //	cnibench fail  -label L -msg-file F -out R.json
-//	cnibench table -base R.json [-extra R.json,...] -target R.json [-out F]
+//	cnibench table -base R.json [-extra R.json,...] -target R.json [-policy R.json] [-out F]
+//	cnibench policy-net -policy FILE -need N ... (the zonenet config of a run with a policy)
 package main
 
 import (
@@ -19,7 +20,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: cnibench run|fail|table [flags]")
+		fmt.Fprintln(os.Stderr, "usage: cnibench run|fail|table|policy-net [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -30,6 +31,8 @@ func main() {
 		err = failCmd(os.Args[2:])
 	case "table":
 		err = tableCmd(os.Args[2:])
+	case "policy-net":
+		err = policyNetCmd(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}

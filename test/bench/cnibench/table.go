@@ -89,6 +89,8 @@ func tableCmd(args []string) error {
 	extra := fs.String("extra", "", "comma-separated results shown without ratios")
 	targetPath := fs.String("target", "", "result the targets apply to")
 	out := fs.String("out", "", "also write the table here")
+	polPath := fs.String("policy", "", "result of zonenet run with a policy, compared in a second table")
+	polName := fs.String("policy-name", "", "the policy's file, for the second table's title")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -109,6 +111,13 @@ func tableCmd(args []string) error {
 		cols = append(cols, r)
 	}
 	text := renderTable(cols)
+	if *polPath != "" {
+		pol, err := readResult(*polPath)
+		if err != nil {
+			pol = &result{Label: strings.TrimSuffix(filepath.Base(*polPath), ".json"), Fatal: err.Error()}
+		}
+		text += renderPolicyTable(cols[0], cols[len(cols)-1], pol, *polName)
+	}
 	fmt.Print(text)
 	if *out != "" {
 		return os.WriteFile(*out, []byte(text), 0o644)
@@ -134,33 +143,71 @@ func renderTable(cols []*result) string {
 		pr.Ops, pr.Ops, pr.Ops, pr.Par, pr.Pairs, pr.Existing)
 	fmt.Fprintf(&b, "sequential ops interleave the plugins op by op; parallel and @0/@N steps run per plugin back to back\nload average %s\n\n", load)
 
+	writeGrid(&b, cols, figures(pr))
+	fmt.Fprintf(&b, "\ntargets apply to %s; ratios divide %s by %s; %q = missing or a step failed\n",
+		target.Label, target.Label, base.Label, "-")
+	return b.String()
+}
+
+// renderPolicyTable compares zonenet with a policy installed against the
+// same reference, on the same figures, with the policy's own targets.
+func renderPolicyTable(base, plain, pol *result, name string) string {
+	pr := pol.Params
+	if pr.Ops == 0 {
+		pr = plain.Params
+	}
+	var figs []figure
+	for _, f := range figures(pr) {
+		switch f.name {
+		case "ADD median (ms)", "DEL median (ms)":
+			f.target = policyTarget
+		default:
+			f.target = 0
+		}
+		figs = append(figs, f)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nwith a policy: %s runs zonenet with %s (installed with its zones on the first ADD; an anti-spoofing chain per container)\n\n", pol.Label, name)
+	writeGrid(&b, []*result{base, plain, pol}, figs)
+	fmt.Fprintf(&b, "\ntargets apply to %s; ratios divide %s by %s\n", pol.Label, pol.Label, base.Label)
+	return b.String()
+}
+
+// policyTarget bounds ADD and DEL medians of zonenet with a policy against
+// the reference without one.
+const policyTarget = 0.5
+
+// writeGrid writes one row per figure with a column per result, the ratio
+// of the last column to the first, and the failures and errors of each.
+func writeGrid(b *strings.Builder, cols []*result, figs []figure) {
+	base, target := cols[0], cols[len(cols)-1]
 	ratioHead := fmt.Sprintf("%s/%s", short(target.Label), short(base.Label))
 	nameW := 34
 	w := 13
 	rw := max(len(ratioHead)+2, 10)
-	fmt.Fprintf(&b, "%-*s", nameW, "figure")
+	fmt.Fprintf(b, "%-*s", nameW, "figure")
 	for _, c := range cols {
-		fmt.Fprintf(&b, "%*s", w, c.Label)
+		fmt.Fprintf(b, "%*s", w, c.Label)
 	}
-	fmt.Fprintf(&b, "%*s%10s%8s\n", rw, ratioHead, "target", "")
-	fmt.Fprintln(&b, strings.Repeat("-", nameW+w*len(cols)+rw+18))
+	fmt.Fprintf(b, "%*s%10s%8s\n", rw, ratioHead, "target", "")
+	fmt.Fprintln(b, strings.Repeat("-", nameW+w*len(cols)+rw+18))
 
-	for _, f := range figures(pr) {
-		fmt.Fprintf(&b, "%-*s", nameW, f.name)
+	for _, f := range figs {
+		fmt.Fprintf(b, "%-*s", nameW, f.name)
 		prec := 1
 		if f.self {
 			prec = 2
 		}
 		for _, c := range cols {
-			fmt.Fprintf(&b, "%*s", w, fmtNum(value(c, f.get), prec))
+			fmt.Fprintf(b, "%*s", w, fmtNum(value(c, f.get), prec))
 		}
 		var ratio float64
 		if f.self {
 			ratio = value(target, f.get)
-			fmt.Fprintf(&b, "%*s", rw, "(per plugin)")
+			fmt.Fprintf(b, "%*s", rw, "(per plugin)")
 		} else {
 			ratio = value(target, f.get) / value(base, f.get)
-			fmt.Fprintf(&b, "%*s", rw, fmtNum(ratio, 2))
+			fmt.Fprintf(b, "%*s", rw, fmtNum(ratio, 2))
 		}
 		if f.target > 0 {
 			verdict := "FAIL"
@@ -169,16 +216,16 @@ func renderTable(cols []*result) string {
 			} else if ratio <= f.target {
 				verdict = "ok"
 			}
-			fmt.Fprintf(&b, "%10s%8s", fmt.Sprintf("<= %.1fx", f.target), verdict)
+			fmt.Fprintf(b, "%10s%8s", fmt.Sprintf("<= %.1fx", f.target), verdict)
 		}
-		fmt.Fprintln(&b)
+		fmt.Fprintln(b)
 	}
 
-	fmt.Fprintf(&b, "%-*s", nameW, "failed ops (all steps)")
+	fmt.Fprintf(b, "%-*s", nameW, "failed ops (all steps)")
 	for _, c := range cols {
-		fmt.Fprintf(&b, "%*s", w, failures(c))
+		fmt.Fprintf(b, "%*s", w, failures(c))
 	}
-	fmt.Fprintln(&b)
+	fmt.Fprintln(b)
 
 	var notes []string
 	for _, c := range cols {
@@ -192,14 +239,11 @@ func renderTable(cols []*result) string {
 		}
 	}
 	if len(notes) > 0 {
-		fmt.Fprintln(&b, "\nerrors:")
+		fmt.Fprintln(b, "\nerrors:")
 		for _, n := range notes {
-			fmt.Fprintln(&b, "  "+strings.ReplaceAll(n, "\n", "\n    "))
+			fmt.Fprintln(b, "  "+strings.ReplaceAll(n, "\n", "\n    "))
 		}
 	}
-	fmt.Fprintf(&b, "\ntargets apply to %s; ratios divide %s by %s; %q = missing or a step failed\n",
-		target.Label, target.Label, base.Label, "-")
-	return b.String()
 }
 
 type namedPhase struct {
