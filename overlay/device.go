@@ -42,7 +42,9 @@ func Ensure(cfg Config) (Device, Changes, error) {
 // wantLink is the device Ensure makes.
 func wantLink(cfg Config, mtu int) *netlink.Vxlan {
 	return &netlink.Vxlan{
-		LinkAttrs: netlink.LinkAttrs{Name: cfg.Device, MTU: mtu, HardwareAddr: cfg.MAC},
+		// TxQLen -1 leaves the kernel's default queue length, as ip(8)
+		// does; the zero value would ask for 0.
+		LinkAttrs: netlink.LinkAttrs{Name: cfg.Device, MTU: mtu, HardwareAddr: cfg.MAC, TxQLen: -1},
 		VxlanId:   int(cfg.VNI),
 		SrcAddr:   cfg.Underlay.AsSlice(),
 		Port:      int(cfg.Port),
