@@ -56,7 +56,11 @@ func (n *node) entries() []string {
 					if r.LinkIndex != idx {
 						return fmt.Errorf("route %s of the overlay's protocol on link #%d", r.Dst, r.LinkIndex)
 					}
-					out = append(out, fmt.Sprintf("route %s via %s onlink=%v", r.Dst, r.Gw, r.Flags&int(netlink.FLAG_ONLINK) != 0))
+					l := fmt.Sprintf("route %s via %s onlink=%v", r.Dst, r.Gw, r.Flags&int(netlink.FLAG_ONLINK) != 0)
+					if r.Src != nil {
+						l += " src " + r.Src.String()
+					}
+					out = append(out, l)
 				}
 			}
 		}

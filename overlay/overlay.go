@@ -95,6 +95,14 @@ type Config struct {
 	// PeerSet names the ipset of peer underlay addresses; "" means
 	// DefaultPeerSet.
 	PeerSet string
+	// Source4 and Source6, when set, are the source addresses of this
+	// node's own traffic to remote blocks (the routes' prefsrc): an
+	// address of this node inside one of its blocks, such as a zone
+	// gateway, so remote containers answer over the overlay. Unset, the
+	// kernel picks one, usually the underlay address, and the answers
+	// travel the underlay unencapsulated with a container source address,
+	// which a provider's anti-spoofing or a reverse-path filter drops.
+	Source4, Source6 netip.Addr
 }
 
 // Device is the VXLAN device as the kernel holds it.
@@ -153,6 +161,12 @@ func (c Config) validate() error {
 	}
 	if err := checkUnicastMAC(c.MAC); err != nil {
 		return fmt.Errorf("overlay: mac: %w", err)
+	}
+	if c.Source4.IsValid() && !c.Source4.Is4() {
+		return fmt.Errorf("overlay: source4 %s: not an IPv4 address", c.Source4)
+	}
+	if c.Source6.IsValid() && (!c.Source6.Is6() || c.Source6.Is4In6()) {
+		return fmt.Errorf("overlay: source6 %s: not an IPv6 address", c.Source6)
 	}
 	if len(c.PeerSet) > 31 {
 		return fmt.Errorf("overlay: peer set %q: longer than 31 bytes", c.PeerSet)

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -188,4 +189,40 @@ func TestPeerChanged(t *testing.T) {
 
 func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// The node's own traffic to a remote container leaves with the preferred
+// source, an address in the node's block, so the answer comes back over
+// the overlay rather than unencapsulated over the underlay.
+func TestHostSource(t *testing.T) {
+	c := newCluster(t, 1, 1)
+	a, b := c.nodes[0], c.nodes[1]
+	for _, n := range c.nodes {
+		n.mustReconcile(c.peers(a, b))
+	}
+	who4 := cnitest.WhoAmITCP(t, b.ctrs[0].ns, netip.AddrPortFrom(b.ctrs[0].ip, 0).String())
+	who6 := cnitest.WhoAmITCP(t, b.ctrs[0].ns, netip.AddrPortFrom(b.ctrs[0].ip6, 0).String())
+	if got, err := cnitest.AskTCP(a.ns, who4, 3*time.Second); err != nil || got != a.underlay.String() {
+		t.Fatalf("without a source, %s's own traffic arrives from %q (%v), want its underlay address %s", a.name, got, err, a.underlay)
+	}
+
+	a.cfg.Source4, a.cfg.Source6 = a.gw, a.gw6
+	counts(t, "Reconcile with sources", a.mustReconcile(c.peers(a, b)), map[string]int{"del route": 2, "add route": 2})
+	if ch := a.mustReconcile(c.peers(a, b)); len(ch) != 0 {
+		t.Fatalf("second Reconcile with sources: %s", ch)
+	}
+	var st overlay.State
+	if err := a.ns.Do(func() error { var err error; st, err = overlay.Snapshot(a.cfg); return err }); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range st.Routes {
+		if want := map[bool]netip.Addr{true: a.gw, false: a.gw6}[r.Dst.Addr().Is4()]; r.Src != want {
+			t.Fatalf("route %s src %s, want %s", r.Dst, r.Src, want)
+		}
+	}
+	for who, want := range map[string]netip.Addr{who4: a.gw, who6: a.gw6} {
+		if got, err := cnitest.AskTCP(a.ns, who, 3*time.Second); err != nil || got != want.String() {
+			t.Fatalf("%s's own traffic to %s arrives from %q (%v), want %s", a.name, who, got, err, want)
+		}
+	}
 }

@@ -59,6 +59,8 @@ func TestConfigValidate(t *testing.T) {
 		{"no mac, no name", func(c *Config) { c.NodeName = "" }, "node name"},
 		{"multicast mac", func(c *Config) { c.MAC = mac("01:00:5e:00:00:01") }, "multicast"},
 		{"long set", func(c *Config) { c.PeerSet = strings.Repeat("s", 32) }, "peer set"},
+		{"v6 source4", func(c *Config) { c.Source4 = netip.MustParseAddr("fd00::1") }, "source4"},
+		{"v4 source6", func(c *Config) { c.Source6 = netip.MustParseAddr("10.0.1.1") }, "source6"},
 	} {
 		c := ok
 		tc.mod(&c)

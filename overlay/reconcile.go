@@ -62,6 +62,16 @@ type plan struct {
 	neighs  map[netip.Addr]net.HardwareAddr // gateway → VTEP MAC
 	routes  map[netip.Prefix]netip.Addr     // block → gateway
 	members map[netip.Addr]bool
+	// src4, src6 are the routes' preferred sources (invalid: none).
+	src4, src6 netip.Addr
+}
+
+// src is the preferred source of a route via gw.
+func (p plan) src(gw netip.Addr) netip.Addr {
+	if gw.Is4() {
+		return p.src4
+	}
+	return p.src6
 }
 
 type fdbKey struct {
@@ -77,6 +87,8 @@ func planFor(cfg Config, peers []Peer) (plan, error) {
 		neighs:  map[netip.Addr]net.HardwareAddr{},
 		routes:  map[netip.Prefix]netip.Addr{},
 		members: map[netip.Addr]bool{},
+		src4:    cfg.Source4,
+		src6:    cfg.Source6,
 	}
 	sorted := append([]Peer(nil), peers...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
@@ -157,7 +169,7 @@ func (w *writer) apply(index int, p plan, k kernelState) error {
 	sort.Slice(k.routes, func(i, j int) bool { return prefixOf(k.routes[i].Dst).String() < prefixOf(k.routes[j].Dst).String() })
 	for _, r := range k.routes {
 		dst := prefixOf(r.Dst)
-		if gw, ok := p.routes[dst]; ok && !keepRoute[dst] && routeMatches(r, gw) {
+		if gw, ok := p.routes[dst]; ok && !keepRoute[dst] && routeMatches(r, gw, p.src(gw)) {
 			keepRoute[dst] = true
 			continue
 		}
@@ -234,6 +246,9 @@ func (w *writer) apply(index int, p plan, k kernelState) error {
 			Protocol: RouteProtocol, Table: unix.RT_TABLE_MAIN, Scope: netlink.SCOPE_UNIVERSE,
 			Priority: routePriority(gw),
 		}
+		if src := p.src(gw); src.IsValid() {
+			r.Src = src.AsSlice()
+		}
 		if gw.Is4() {
 			r.Flags = int(netlink.FLAG_ONLINK)
 		}
@@ -243,9 +258,9 @@ func (w *writer) apply(index int, p plan, k kernelState) error {
 }
 
 // routeMatches reports whether a route this package owns is the one it
-// would write for gw.
-func routeMatches(r netlink.Route, gw netip.Addr) bool {
-	return addrOf(r.Gw) == gw && r.Priority == routePriority(gw) && len(r.MultiPath) == 0 && r.Src == nil &&
+// would write for gw and preferred source src.
+func routeMatches(r netlink.Route, gw, src netip.Addr) bool {
+	return addrOf(r.Gw) == gw && r.Priority == routePriority(gw) && len(r.MultiPath) == 0 && addrOf(r.Src) == src &&
 		(gw.Is6() || r.Flags&int(netlink.FLAG_ONLINK) != 0)
 }
 

@@ -42,6 +42,7 @@ type NeighEntry struct {
 type RouteEntry struct {
 	Dst    netip.Prefix
 	Gw     netip.Addr
+	Src    netip.Addr // preferred source; invalid when none
 	OnLink bool
 }
 
@@ -74,7 +75,7 @@ func Snapshot(cfg Config) (State, error) {
 			st.Neighs = append(st.Neighs, NeighEntry{IP: addrOf(n.IP), MAC: n.HardwareAddr, Permanent: n.State&netlink.NUD_PERMANENT != 0})
 		}
 		for _, r := range k.routes {
-			st.Routes = append(st.Routes, RouteEntry{Dst: prefixOf(r.Dst), Gw: addrOf(r.Gw), OnLink: r.Flags&int(netlink.FLAG_ONLINK) != 0})
+			st.Routes = append(st.Routes, RouteEntry{Dst: prefixOf(r.Dst), Gw: addrOf(r.Gw), Src: addrOf(r.Src), OnLink: r.Flags&int(netlink.FLAG_ONLINK) != 0})
 		}
 	}
 	members, exists, err := readPeerSet(h, cfg.PeerSet)

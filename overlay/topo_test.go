@@ -39,6 +39,7 @@ type node struct {
 	underlay netip.Addr
 	block    netip.Prefix // IPv4 container block
 	block6   netip.Prefix // IPv6 container block
+	gw, gw6  netip.Addr   // the zone bridge's addresses in the blocks
 	cfg      overlay.Config
 	dev      overlay.Device
 	ctrs     []*ctr
@@ -77,6 +78,7 @@ func newCluster(t *testing.T, ctrs ...int) *cluster {
 		}
 		zbr := cnitest.Unique(t, "zzb")
 		gw, gw6 := cnitest.Nth(n.block, 1), n.block6.Addr().Next()
+		n.gw, n.gw6 = gw, gw6
 		c.do(n.ns, func(h *netlink.Handle) error {
 			if err := addBridge(h, zbr, netip.PrefixFrom(gw, 26).String(), n.dev.MTU); err != nil {
 				return err
