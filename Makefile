@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.Version=$(VERSION)
 BIN     := $(CURDIR)/bin
 CMDS    := zonenet zonenetctl
 
-.PHONY: all build setup demo test test-unit test-root test-e2e fuzz bench bench-acl vet clean
+.PHONY: all build setup demo test test-unit test-root test-e2e fuzz bench bench-acl bench-overlay vet clean
 
 all: build
 
@@ -28,9 +28,9 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
-# Pure packages: no root needed.
+# Pure packages: no root needed (overlay's kernel tests skip without root).
 test-unit:
-	$(GO) test -race -count=1 ./conf/... ./ipam/... ./acl/...
+	$(GO) test -race -count=1 ./conf/... ./ipam/... ./acl/... ./overlay/...
 
 # Everything else: real namespaces, veths, bridges, iptables (root).
 test-root: build
@@ -56,6 +56,10 @@ bench: build
 # its own binaries, like bench.
 bench-acl:
 	test/bench/acl-bench.sh
+
+# VXLAN overlay: zonenet's programming against a hand-built one.
+bench-overlay:
+	test/bench/overlay-bench.sh
 
 clean:
 	rm -rf $(BIN)
