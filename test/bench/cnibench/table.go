@@ -167,7 +167,7 @@ func renderPolicyTable(base, plain, pol *result, name string) string {
 		figs = append(figs, f)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nwith a policy: %s runs zonenet with %s (installed with its zones on the first ADD; an anti-spoofing chain per container)\n\n", pol.Label, name)
+	fmt.Fprintf(&b, "\nwith a policy: %s runs zonenet with %s (installed with its zones on the first ADD; anti-spoofing entries per container)\n\n", pol.Label, name)
 	writeGrid(&b, []*result{base, plain, pol}, figs)
 	fmt.Fprintf(&b, "\ntargets apply to %s; ratios divide %s by %s\n", pol.Label, pol.Label, base.Label)
 	return b.String()
