@@ -66,12 +66,9 @@ type aclPeer struct {
 // the reference-shaped policy (installed by the plugin when it sets the
 // zones up) and two variants (installed with zonenetctl policy apply).
 func TestACLMatrix(t *testing.T) {
-	e := newEnv(t, "1.1.0")
-	front, back, mgmt := e.zone("frontend"), e.zone("backend"), e.zone("mgmt")
-	mgmt.Subnet6 = cnitest.Subnet6(t).String() // dual stack, as in the reference
-	e.conf.Zones = []cnitest.Zone{front, back, mgmt}
-	e.conf.IPMasq = cnitest.Bool(false)
-	mgmtAddr := cnitest.Nth(netip.MustParsePrefix(mgmt.Subnet), 10)
+	tp := newACLTopo(t, aclTopoOptions{})
+	e := tp.e
+	mgmtAddr := tp.peers[4].addr
 	dir := t.TempDir()
 	write := func(name, doc string) string {
 		p := filepath.Join(dir, name)
@@ -80,67 +77,19 @@ func TestACLMatrix(t *testing.T) {
 		}
 		return p
 	}
-	const refDefaults = "{intraZone: allow, interZone: deny, toExternal: deny, fromExternal: deny, toHost: deny, fromHost: allow}"
 	variants := []struct{ name, doc string }{
 		{"reference", aclPolicy(refDefaults, mgmtAddr.String(), true)},
 		{"intra-zone-deny", aclPolicy(strings.Replace(refDefaults, "intraZone: allow", "intraZone: deny", 1), mgmtAddr.String(), true)},
 		{"wide-open", aclPolicy("{intraZone: allow, interZone: allow, toExternal: allow, fromExternal: allow, toHost: allow, fromHost: allow}", "", false)},
 	}
-	e.conf.Extra = map[string]any{"policy": write("reference.yaml", variants[0].doc)}
 	conflist := write("net.conf", string(e.conf.JSON(t)))
 	netConf, err := conf.FromConfList(e.conf.JSON(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	var peers, peers6 []aclPeer
-	var ctrs []*ctr
-	for _, z := range e.conf.Zones {
-		for i := 1; i <= 2; i++ {
-			c := e.newCtr()
-			args := cnitest.CNIArgs{Zone: z.Name}
-			if z.Name == "mgmt" && i == 1 {
-				args.IPs = []string{mgmtAddr.String()}
-			}
-			c.Conf.SetArgs(args)
-			res := e.add(c)
-			ctrs = append(ctrs, c)
-			name := fmt.Sprintf("%s-%d", z.Name, i)
-			for _, ip := range res.IPs {
-				a, _ := netip.AddrFromSlice(ip.Address.IP)
-				if a = a.Unmap(); a.Is4() {
-					peers = append(peers, aclPeer{name: name, ns: c.NS, addr: a})
-				} else {
-					peers6 = append(peers6, aclPeer{name: name, ns: c.NS, addr: a})
-				}
-			}
-		}
+	if len(tp.peers6) != 3 {
+		t.Fatalf("IPv6 peers %v, want both mgmt containers and the host", tp.peers6)
 	}
-	if peers[4].addr != mgmtAddr {
-		t.Fatalf("mgmt-1 got %s, want the static %s", peers[4].addr, mgmtAddr)
-	}
-	link := cnitest.Subnet4(t)
-	hostOut, outAddr := cnitest.Nth(link, 1), cnitest.Nth(link, 2)
-	outside := cnitest.NewNS(t, "znt-out")
-	cnitest.Connect(t, e.host, netip.PrefixFrom(hostOut, 24).String(), outside, netip.PrefixFrom(outAddr, 24).String())
-	outside.Run(t, "ip", "route", "add", "default", "via", hostOut.String())
-	peers = append(peers,
-		aclPeer{name: "outside", ns: outside, addr: outAddr},
-		aclPeer{name: "host-gw", ns: e.host, addr: zoneGateway(front), host: true},
-		aclPeer{name: "host-out", ns: e.host, addr: hostOut, host: true})
-	peers6 = append(peers6, aclPeer{name: "host-gw6", ns: e.host, addr: zoneGateway6(mgmt), host: true})
-	if len(peers6) != 3 {
-		t.Fatalf("IPv6 peers %v, want both mgmt containers and the host", peers6)
-	}
-	for _, p := range peers6 {
-		p.ns.WaitAddrsReady(t, 5*time.Second)
-	}
-	for _, p := range append(append([]aclPeer(nil), peers...), peers6...) {
-		for _, port := range aclPorts {
-			cnitest.EchoTCP(t, p.ns, hostPort(p.addr, int(port)), p.name)
-		}
-	}
-
 	for i, v := range variants {
 		if i > 0 {
 			if e.bins.Ctl == "" {
@@ -153,21 +102,18 @@ func TestACLMatrix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkMatrix(t, v.name, pol, peers)
-		checkMatrix(t, v.name+"/IPv6", pol, peers6)
+		checkMatrix(t, v.name, pol, tp.peers)
+		checkMatrix(t, v.name+"/IPv6", pol, tp.peers6)
 	}
 
 	// GC takes the network's filter away with its last zone.
-	for _, c := range ctrs {
-		e.del(c)
-	}
+	tp.delAll()
 	e.gc()
-	for _, v6 := range []bool{false, true} {
-		for _, l := range e.host.Iptables(t, v6) {
-			if strings.Contains(l, "ZN-") || strings.Contains(l, "ZONENET-") {
-				t.Errorf("left after GC of every zone: %s", l)
-			}
-		}
+	if left := zonenetLines(t, e.host); len(left) > 0 {
+		t.Errorf("left after GC of every zone:\n%s", strings.Join(left, "\n"))
+	}
+	if sets := e.host.IPSets(t); len(sets) > 0 {
+		t.Errorf("ipsets left after GC of every zone: %v", sets)
 	}
 }
 
