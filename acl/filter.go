@@ -258,5 +258,5 @@ func removeFilterLocked(r Runner, f Family, network string) error {
 			return err
 		}
 	}
-	return dropNetworkSets(r, f, network)
+	return dropNetworkSets(r, f, network, rs)
 }

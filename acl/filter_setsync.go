@@ -14,9 +14,9 @@ import (
 //  1. fill: each wanted set that exists gets its new content in a
 //     temporary set; one that does not is created filled. Nothing that
 //     matches packets has changed yet.
-//  2. swap: each temporary set trades content with its live set, so a
-//     rule that already matched the set sees the new list at once, never a
-//     half-filled one. The temporary now holds the old list.
+//  2. swap (same exec as 1): each temporary set trades content with its
+//     live set, so a rule that already matched the set sees the new list
+//     at once, never a half-filled one. The temporary holds the old list.
 //  3. iptables-restore: the rules, which may name the new sets (they
 //     exist) and stop naming stale ones.
 //  4. destroy the temporaries and the network's sets no rule names any
@@ -62,16 +62,15 @@ func withSets(s Sets, f Family, network string, rs ruleSet, want []ipSet, restor
 		temps = append(temps, tmp)
 	}
 	undo.Write(swap.Bytes()) // a swap undoes itself
+	// Fill and swap in one exec. The batch stops at its first failing
+	// line and every swap comes after every fill, so a failed fill (a bad
+	// member, a full namespace) leaves the live sets untouched. A swap only
+	// fails if something outside zonenet removed or remade one of the
+	// network's sets since the listing above; the next apply rebuilds.
+	fill.Write(swap.Bytes())
 	if fill.Len() > 0 {
 		if err := s.RestoreSets(fill.Bytes()); err != nil {
 			return errors.Join(fmt.Errorf("fill sets: %w", err), destroySets(s, slices.Concat(temps, created)))
-		}
-	}
-	if swap.Len() > 0 {
-		// Only fails when a live set vanished or changed type under us;
-		// the next apply rebuilds from what it finds.
-		if err := s.RestoreSets(swap.Bytes()); err != nil {
-			return errors.Join(fmt.Errorf("swap sets: %w", err), destroySets(s, created))
 		}
 	}
 	if err := restore(); err != nil {
@@ -107,10 +106,12 @@ func (rs ruleSet) namesSetOf(f Family, network string) bool {
 }
 
 // dropNetworkSets destroys every set of a network and family, once no
-// rule names them.
-func dropNetworkSets(r Runner, f Family, network string) error {
+// rule names them. rs is the table before the network's rules were taken
+// away: a family where the network had no chain is not listed, so a
+// single-stack network's apply costs no ipset exec for the other family.
+func dropNetworkSets(r Runner, f Family, network string, rs ruleSet) error {
 	s := setsOf(r)
-	if s == nil {
+	if s == nil || !rs.namesSetOf(f, network) && !slices.ContainsFunc(networkChains(network), func(c string) bool { return rs.chains[c] }) {
 		return nil
 	}
 	have, err := s.ListSets()
