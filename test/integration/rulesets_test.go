@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -112,6 +113,9 @@ func (st listState) expectOneSet(t *testing.T, n int, in, out netip.Addr) string
 // set's content in place; removing the network's filter leaves no set.
 func TestRulesetLargeSourceList(t *testing.T) {
 	const n = 1000
+	if _, err := exec.LookPath("ipset"); err != nil {
+		t.Fatal("the ipset binary is needed (make setup installs it): without it the plugin renders lists as plain rules")
+	}
 	e := newEnv(t, "1.1.0")
 	back := e.zone("backend")
 	e.conf.Zones = []cnitest.Zone{back}
