@@ -270,3 +270,26 @@ func TestSetsPerNetworkBounded(t *testing.T) {
 	}
 	checkTruth(t, newEvalTable(f), p, []string{"198.51.0.1", "198.51.39.8", "198.51.20.3", "10.0.2.5"}, []uint16{7000, 7020, 7039})
 }
+
+// A namespace without room for the sets fails the apply before any rule
+// changes, and leaves none of the network's sets behind.
+func TestSetsFillFailureLeavesNothing(t *testing.T) {
+	f := &acltest.Fake{}
+	var foreign strings.Builder
+	for i := range 252 {
+		fmt.Fprintf(&foreign, "create other-%d hash:net family inet\n", i)
+	}
+	if err := f.RestoreSets([]byte(foreign.String())); err != nil {
+		t.Fatal(err)
+	}
+	before := save(t, f)
+	if err := acl.ApplyFilter(f, "prod", parsePolicy(t, listPolicy())); err == nil {
+		t.Fatal("apply needing 7 sets with room for 4 succeeded")
+	}
+	if save(t, f) != before {
+		t.Error("the failed apply changed the rules")
+	}
+	if n := len(f.SetNames()); n != 252 {
+		t.Errorf("%d sets after the failed apply, want the 252 foreign ones", n)
+	}
+}

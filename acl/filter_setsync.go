@@ -51,6 +51,7 @@ func withSets(s Sets, f Family, network string, rs ruleSet, want []ipSet, restor
 		tmp := tempSet(st.name)
 		if exists[tmp] { // left by an interrupted apply; nothing names it
 			fmt.Fprintf(&fill, "destroy %s\n", tmp)
+			exists[tmp] = false
 		}
 		if !exists[st.name] {
 			writeSet(&fill, st.name, st)
@@ -83,7 +84,7 @@ func withSets(s Sets, f Family, network string, rs ruleSet, want []ipSet, restor
 	}
 	var stale []string
 	for _, n := range have {
-		if ownedSet(f, network, n) && !wanted[n] && !slices.Contains(temps, n) {
+		if ownedSet(f, network, n) && exists[n] && !wanted[n] && !slices.Contains(temps, n) {
 			stale = append(stale, n)
 		}
 	}
