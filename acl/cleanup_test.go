@@ -101,12 +101,14 @@ func TestCleanupRemovesOnlyOurs(t *testing.T) {
 
 	must(acl.EnsureMasq(r, masq("frontend", "10.0.1.0/24")))
 	must(acl.ApplyFilter(r, "prod", parsePolicy(t, testPolicy)))
-	must(acl.ApplyGuard(r, &acltest.Sets{}, "prod", guardZones()))
+	must(acl.ApplyGuard(r, &acltest.MemberSets{Fake: r.Fake}, "prod", guardZones()))
 	hp := acl.HostPorts{Network: "prod", ContainerID: "c1", IfName: "eth0", IP: netip.MustParseAddr("10.0.3.5"),
 		Mappings: []conf.PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}}}
 	must(acl.AddHostPorts(r, hp))
 	// Leftovers no acl function makes: a chain of ours in mangle, a
 	// foreign chain jumping into ours, rules using an ipset of ours.
+	r.DeclareSet("zn-blocked")
+	r.DeclareSet("user-set")
 	restore(t, r, acl.IPv4, "mangle", ":ZN-OLD-X - [0:0]\n-A ZN-OLD-X -j RETURN\n-A PREROUTING -j ZN-OLD-X\n-A USER-MARK -j ZN-OLD-X\n")
 	restore(t, r, acl.IPv4, "filter", "-A DOCKER-USER -s 192.0.2.0/24 -j ZONENET-FORWARD\n"+
 		"-A INPUT -m set --match-set zn-blocked src -j DROP\n-A INPUT -m set --match-set user-set src -j DROP\n")

@@ -96,15 +96,22 @@ func applyFilterLocked(r Runner, f Family, network string, p *conf.Policy) error
 		return err
 	}
 	rs := parseSave(saved)
-	body := renderFilter(rs, f, network, p)
-	return r.Restore(f, "filter", body)
+	sets := setsOf(r)
+	body, want := renderFilter(rs, f, network, p, sets != nil)
+	return withSets(sets, f, network, rs, want, func() error { return r.Restore(f, "filter", body) })
 }
 
 // renderFilter is the restore body that brings the table rs to the
-// network's policy. Only the top-level chains' state comes from rs; the
-// network's chains are rendered from p alone.
-func renderFilter(rs ruleSet, f Family, network string, p *conf.Policy) []byte {
+// network's policy, and the sets it matches against (none unless
+// useSets). Only the top-level chains' state comes from rs; the network's
+// chains are rendered from p alone.
+func renderFilter(rs ruleSet, f Family, network string, p *conf.Policy, useSets bool) ([]byte, []ipSet) {
 	var b bytes.Buffer
+	var budget *setBudget
+	if useSets {
+		budget = &setBudget{left: maxSetsPerFamily}
+	}
+	var sets []ipSet
 	for _, h := range hooks {
 		if !rs.chains[h.top] {
 			fmt.Fprintf(&b, ":%s - [0:0]\n", h.top)
@@ -118,7 +125,9 @@ func renderFilter(rs ruleSet, f Family, network string, p *conf.Policy) []byte {
 	}
 	used := map[string]bool{}
 	for _, h := range hooks {
-		for _, c := range renderHook(h, f, network, p) {
+		chains, hs := renderHook(h, f, network, p, budget)
+		sets = append(sets, hs...)
+		for _, c := range chains {
 			used[c.name] = true
 			// Declaring an existing chain under --noflush flushes it: the
 			// network's chain is rebuilt whole in the same commit.
@@ -159,7 +168,7 @@ func renderFilter(rs ruleSet, f Family, network string, p *conf.Policy) []byte {
 			fmt.Fprintf(&b, "-F %s\n-X %s\n", c, c)
 		}
 	}
-	return b.Bytes()
+	return b.Bytes(), sets
 }
 
 // insertFirst turns an "-A CHAIN ..." line into "-I CHAIN 1 ...".
@@ -244,8 +253,10 @@ func removeFilterLocked(r Runner, f Family, network string) error {
 			return err
 		}
 	}
-	if del.Len() == 0 {
-		return nil
+	if del.Len() > 0 {
+		if err := r.Restore(f, "filter", del.Bytes()); err != nil {
+			return err
+		}
 	}
-	return r.Restore(f, "filter", del.Bytes())
+	return dropNetworkSets(r, f, network, rs)
 }

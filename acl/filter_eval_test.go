@@ -3,6 +3,7 @@ package acl_test
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -68,8 +69,24 @@ rules:
     protocol: udp
 `
 
+// evalTable is a fake's tables and a snapshot of its sets.
+type evalTable struct {
+	f      *acltest.Fake
+	sets   map[string][]netip.Prefix
+	rules  map[string][]string // "4 CHAIN" → rules, read once
+	fields map[string][]string // rule → its words, split once
+}
+
+func newEvalTable(f *acltest.Fake) *evalTable {
+	e := &evalTable{f: f, sets: map[string][]netip.Prefix{}, rules: map[string][]string{}, fields: map[string][]string{}}
+	for _, n := range f.SetNames() {
+		e.sets[n], _ = f.SetMembers(n)
+	}
+	return e
+}
+
 // verdict walks the hook a flow takes through the fake's table.
-func verdict(t *testing.T, f *acltest.Fake, p *conf.Policy, fl conf.Flow) bool {
+func verdict(t *testing.T, e *evalTable, p *conf.Policy, fl conf.Flow) bool {
 	t.Helper()
 	fam := acl.IPv4
 	if fl.Dst.Is6() {
@@ -92,20 +109,24 @@ func verdict(t *testing.T, f *acltest.Fake, p *conf.Policy, fl conf.Flow) bool {
 	case fl.DstHost || gw(fl.Dst):
 		chain = "INPUT"
 	}
-	v, done := walk(t, f, fam, chain, fl, 0)
+	v, done := walk(t, e, fam, chain, fl, 0)
 	return !done || v // built-in chains accept by default
 }
 
-func walk(t *testing.T, f *acltest.Fake, fam acl.Family, chain string, fl conf.Flow, depth int) (verdict, done bool) {
+func walk(t *testing.T, e *evalTable, fam acl.Family, chain string, fl conf.Flow, depth int) (verdict, done bool) {
 	if depth > 10 {
 		t.Fatalf("jump loop at %s", chain)
 	}
-	rules, ok := f.Rules(fam, "filter", chain)
+	key := fmt.Sprint(fam, " ", chain)
+	rules, ok := e.rules[key]
 	if !ok {
-		t.Fatalf("jump to missing chain %s", chain)
+		if rules, ok = e.f.Rules(fam, "filter", chain); !ok {
+			t.Fatalf("jump to missing chain %s", chain)
+		}
+		e.rules[key] = rules
 	}
 	for _, r := range rules {
-		target, match := matchRule(t, r, fl)
+		target, match := matchRule(t, e, r, fl)
 		if !match {
 			continue
 		}
@@ -117,7 +138,7 @@ func walk(t *testing.T, f *acltest.Fake, fam acl.Family, chain string, fl conf.F
 		case "RETURN":
 			return false, false
 		}
-		if v, done := walk(t, f, fam, target, fl, depth+1); done {
+		if v, done := walk(t, e, fam, target, fl, depth+1); done {
 			return v, true
 		}
 	}
@@ -126,11 +147,18 @@ func walk(t *testing.T, f *acltest.Fake, fam acl.Family, chain string, fl conf.F
 
 // matchRule reports whether a new connection's first packet matches a
 // rule, and the rule's target.
-func matchRule(t *testing.T, rule string, fl conf.Flow) (string, bool) {
-	fields := strings.Fields(rule)[2:]
+func matchRule(t *testing.T, e *evalTable, rule string, fl conf.Flow) (string, bool) {
+	fields, ok := e.fields[rule]
+	if !ok {
+		fields = strings.Fields(rule)[2:]
+		e.fields[rule] = fields
+	}
 	match := true
 	target := ""
 	for i := 0; i < len(fields); i++ {
+		if !match {
+			return "", false // the rest cannot change that
+		}
 		arg := func() string { i++; return fields[i] }
 		switch fields[i] {
 		case "-s", "-d":
@@ -162,6 +190,21 @@ func matchRule(t *testing.T, rule string, fl conf.Flow) (string, bool) {
 				port = int(fl.DstPort)
 			}
 			match = match && l <= port && port <= h
+		case "--match-set":
+			name, dir := arg(), arg()
+			members, ok := e.sets[name]
+			if !ok {
+				t.Fatalf("rule names missing set %s: %s", name, rule)
+			}
+			a := fl.Src
+			switch dir {
+			case "src":
+			case "dst":
+				a = fl.Dst
+			default:
+				t.Fatalf("set direction %q in %s", dir, rule)
+			}
+			match = match && slices.ContainsFunc(members, func(p netip.Prefix) bool { return p.Contains(a) })
 		case "--ctstate", "--icmpv6-type":
 			arg()
 			match = false // a new connection, never neighbour discovery
@@ -196,47 +239,88 @@ func TestFilterMatchesTruthFunction(t *testing.T) {
 		"10.0.3.10", "10.0.3.11", "10.0.3.1", "10.0.9.9", "8.8.8.8", "192.0.2.7",
 		"fd00:0:3::5", "fd00:0:3::6", "fd00:0:3::1", "2001:db8::1",
 	}
-	protos := []conf.Protocol{conf.ProtoTCP, conf.ProtoUDP, conf.ProtoSCTP, conf.ProtoICMP}
 	ports := []uint16{22, 53, 80, 443, 999, 1000, 1500, 2000, 3306, 8080}
-	for _, doc := range []string{testPolicy, richPolicy,
-		"version: 1\ndefaults: {intraZone: deny, interZone: allow, toExternal: allow, fromExternal: allow, toHost: allow, fromHost: allow}\n"} {
-		p := parsePolicy(t, doc)
-		f := &acltest.Fake{}
-		if err := acl.ApplyFilter(f, "prod", p); err != nil {
-			t.Fatal(err)
-		}
-		n, bad := 0, 0
-		for _, s := range addrs {
-			for _, d := range addrs {
-				src, dst := netip.MustParseAddr(s), netip.MustParseAddr(d)
-				if src == dst || src.Is4() != dst.Is4() {
-					continue
-				}
-				for _, hosts := range [][2]bool{{false, false}, {true, false}, {false, true}} {
-					for _, proto := range protos {
-						for _, sport := range []uint16{5353, 40000} {
-							for _, dport := range ports {
-								fl := conf.Flow{Src: src, Dst: dst, SrcHost: hosts[0], DstHost: hosts[1], Proto: proto, SrcPort: sport, DstPort: dport}
-								if !proto.HasPorts() {
-									fl.SrcPort, fl.DstPort = 0, 0
-								}
-								if hosts[0] && containerAddr(p, src) || hosts[1] && containerAddr(p, dst) {
-									continue // the node never owns a container's address
-								}
-								want, by := p.Allows(fl)
-								n++
-								if got := verdict(t, f, p, fl); got != want && bad < 20 {
-									bad++
-									t.Errorf("%s: table says %v, policy says %v (%s)", fmtFlow(fl), got, want, by)
-								}
+	for _, c := range []struct {
+		name      string
+		doc       string
+		addrs     []string
+		ports     []uint16
+		wantSets  bool
+		plainOnly bool // render without sets, as on a node without ipset
+	}{
+		{name: "reference", doc: testPolicy},
+		{name: "rich", doc: richPolicy},
+		{name: "defaults", doc: "version: 1\ndefaults: {intraZone: deny, interZone: allow, toExternal: allow, fromExternal: allow, toHost: allow, fromHost: allow}\n"},
+		// Long policies are slow to judge: a few addresses of each class
+		// besides the lists' own, and the lists' ports.
+		{name: "lists", doc: listPolicy(), addrs: listPolicyAddrs, ports: []uint16{22, 53, 443, 5432, 8080}, wantSets: true},
+		{name: "lists-plain", doc: listPolicy(), addrs: listPolicyAddrs, ports: []uint16{443, 5432}, plainOnly: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := parsePolicy(t, c.doc)
+			f := &acltest.Fake{}
+			var r acl.Runner = f
+			if c.plainOnly {
+				r = plainRunner{f}
+			}
+			if err := acl.ApplyFilter(r, "prod", p); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(f.SetNames()) > 0; got != c.wantSets {
+				t.Fatalf("sets %q, want some: %v", f.SetNames(), c.wantSets)
+			}
+			if c.addrs != nil {
+				few := []string{"10.0.1.5", "10.0.2.5", "10.0.2.1", "10.0.3.10", "8.8.8.8", "fd00:0:3::5", "fd00:0:3::1"}
+				checkTruth(t, newEvalTable(f), p, append(few, c.addrs...), c.ports)
+				return
+			}
+			checkTruth(t, newEvalTable(f), p, append(slices.Clone(addrs), c.addrs...), append(slices.Clone(ports), c.ports...))
+		})
+	}
+}
+
+// plainRunner hides the fake's sets: the renderer then makes plain rules.
+type plainRunner struct{ acl.Runner }
+
+// checkTruth compares the table's verdict with the policy's for every
+// flow between addrs (and the host) on every protocol and port.
+func checkTruth(t *testing.T, e *evalTable, p *conf.Policy, addrs []string, ports []uint16) {
+	t.Helper()
+	protos := []conf.Protocol{conf.ProtoTCP, conf.ProtoUDP, conf.ProtoSCTP, conf.ProtoICMP}
+	n, bad, allowed := 0, 0, 0
+	for _, s := range addrs {
+		for _, d := range addrs {
+			src, dst := netip.MustParseAddr(s), netip.MustParseAddr(d)
+			if src == dst || src.Is4() != dst.Is4() {
+				continue
+			}
+			for _, hosts := range [][2]bool{{false, false}, {true, false}, {false, true}} {
+				for _, proto := range protos {
+					for _, sport := range []uint16{5353, 40000} {
+						for _, dport := range ports {
+							fl := conf.Flow{Src: src, Dst: dst, SrcHost: hosts[0], DstHost: hosts[1], Proto: proto, SrcPort: sport, DstPort: dport}
+							if !proto.HasPorts() {
+								fl.SrcPort, fl.DstPort = 0, 0
+							}
+							if hosts[0] && containerAddr(p, src) || hosts[1] && containerAddr(p, dst) {
+								continue // the node never owns a container's address
+							}
+							want, by := p.Allows(fl)
+							n++
+							if want && by != conf.DecidedUnmanaged {
+								allowed++
+							}
+							if got := verdict(t, e, p, fl); got != want && bad < 20 {
+								bad++
+								t.Errorf("%s: table says %v, policy says %v (%s)", fmtFlow(fl), got, want, by)
 							}
 						}
 					}
 				}
 			}
 		}
-		t.Logf("%d flows, %d mismatches", n, bad)
 	}
+	t.Logf("%d flows (%d allowed by zonenet), %d mismatches", n, allowed, bad)
 }
 
 func fmtFlow(fl conf.Flow) string {

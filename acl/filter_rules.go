@@ -19,8 +19,10 @@ type chainRules struct {
 // the order of conf's defaultFor: zone pairs first, then a zone and the
 // outside. A rule with an external side goes into a gate chain that first
 // returns every address inside a zone, since "outside every zone" has no
-// single match without sets.
-func renderHook(h hook, f Family, network string, p *conf.Policy) []chainRules {
+// single match without sets. Accepts that differ in one address only are
+// merged into set rules (filter_sets.go) while budget allows; a nil budget
+// renders plain rules only.
+func renderHook(h hook, f Family, network string, p *conf.Policy, budget *setBudget) ([]chainRules, []ipSet) {
 	main := chainRules{name: ownerChain(h.prefix, network)}
 	if f == IPv6 {
 		// Neighbour discovery is the link's plumbing, not a connection:
@@ -63,10 +65,9 @@ func renderHook(h hook, f Family, network string, p *conf.Policy) []chainRules {
 			xd.rules = append(xd.rules, jumpLine(xd.name, "-d "+s.String(), "zonenet "+network+" not external", "RETURN"))
 		}
 	}
-	nxs, nxd := len(xs.rules), len(xd.rules)
+	var accMain, accXs, accXd []accept
 	for i := range p.Rules {
 		rule := &p.Rules[i]
-		owner := "zonenet " + network + " rule " + rule.Name
 		for _, src := range rule.Sources {
 			sm, sGate := endpointMatches(p, src, h.src, "-s", f)
 			for _, dst := range rule.Destinations {
@@ -74,18 +75,18 @@ func renderHook(h hook, f Family, network string, p *conf.Policy) []chainRules {
 				if sGate && dGate {
 					continue // external to external: not zonenet's
 				}
-				target := &main
+				target := &accMain
 				switch {
 				case sGate:
-					target = &xs
+					target = &accXs
 				case dGate:
-					target = &xd
+					target = &accXd
 				}
 				for _, proto := range rule.Protocols {
 					for _, pm := range protoMatches(proto, src.Ports, dst.Ports, f) {
 						for _, s := range sm {
 							for _, d := range dm {
-								target.rules = append(target.rules, jumpLine(target.name, join(s, d, pm), owner, "ACCEPT"))
+								*target = append(*target, accept{s: s, d: d, pm: pm, rule: rule.Name})
 							}
 						}
 					}
@@ -93,21 +94,30 @@ func renderHook(h hook, f Family, network string, p *conf.Policy) []chainRules {
 			}
 		}
 	}
+	var sets []ipSet
+	for _, c := range []struct {
+		ch  *chainRules
+		acc []accept
+	}{{&main, accMain}, {&xs, accXs}, {&xd, accXd}} {
+		lines, s := renderAccepts(network, f, c.ch.name, c.acc, budget)
+		c.ch.rules = append(c.ch.rules, lines...)
+		sets = append(sets, s...)
+	}
 	out := []chainRules{}
 	if abuse != nil {
 		out = append(out, *abuse)
 	}
-	if len(xs.rules) > nxs {
+	if len(accXs) > 0 {
 		main.rules = append(main.rules, jumpLine(main.name, "", "zonenet "+network+" rules from external", xs.name))
 		out = append(out, xs)
 	}
-	if len(xd.rules) > nxd {
+	if len(accXd) > 0 {
 		main.rules = append(main.rules, jumpLine(main.name, "", "zonenet "+network+" rules to external", xd.name))
 		out = append(out, xd)
 	}
 	main.rules = append(main.rules, defaults(h, f, network, p, main.name)...)
 	// Gates first: the main chain jumps to them.
-	return append(out, main)
+	return append(out, main), sets
 }
 
 func join(parts ...string) string {

@@ -103,7 +103,7 @@ func guardSpecs(network string, zones []GuardZone, f Family) []zoneSet {
 // ApplyGuard installs a network's anti-spoofing chain and sets, once per
 // family its zones use. Idempotent: the chain is rebuilt whole in one
 // restore, the sets keep their members.
-func ApplyGuard(r Runner, sets Sets, network string, zones []GuardZone) error {
+func ApplyGuard(r Runner, sets MemberSets, network string, zones []GuardZone) error {
 	return locked(r, func() error {
 		for _, f := range []Family{IPv4, IPv6} {
 			specs := guardSpecs(network, zones, f)
@@ -173,7 +173,7 @@ func renderGuard(b *bytes.Buffer, rs ruleSet, f Family, network string, zones []
 // RemoveGuard removes a network's anti-spoofing chain and sets, and the
 // anti-spoofing stage when no other network uses it. Missing pieces are
 // fine.
-func RemoveGuard(r Runner, sets Sets, network string, zones []GuardZone) error {
+func RemoveGuard(r Runner, sets MemberSets, network string, zones []GuardZone) error {
 	return locked(r, func() error {
 		for _, f := range []Family{IPv4, IPv6} {
 			if err := removeGuardLocked(r, f, network); err != nil {
@@ -239,7 +239,7 @@ func removeGuardLocked(r Runner, f Family, network string) error {
 // is used by a rule: a flushed filter table (`iptables -F`, a firewall
 // reload) leaves the sets unreferenced. One netlink dump per set, no exec,
 // so ADD can afford it.
-func GuardIntact(sets Sets, network string, zones []GuardZone) (bool, error) {
+func GuardIntact(sets MemberSets, network string, zones []GuardZone) (bool, error) {
 	for _, f := range []Family{IPv4, IPv6} {
 		for _, s := range guardSpecs(network, zones, f) {
 			info, found, err := sets.Info(s.spec.Name)
@@ -274,7 +274,7 @@ func memberEntries(m Member) map[string][]SetEntry {
 }
 
 // AddMember binds a container's addresses (and MAC) in its zone's sets.
-func AddMember(sets Sets, m Member) error {
+func AddMember(sets MemberSets, m Member) error {
 	for name, es := range memberEntries(m) {
 		for _, e := range es {
 			if err := sets.Add(name, e); err != nil {
@@ -286,7 +286,7 @@ func AddMember(sets Sets, m Member) error {
 }
 
 // RemoveMember removes a container's entries; missing ones are fine.
-func RemoveMember(sets Sets, m Member) error {
+func RemoveMember(sets MemberSets, m Member) error {
 	for name, es := range memberEntries(m) {
 		for _, e := range es {
 			if err := sets.Del(name, e); err != nil {
@@ -299,7 +299,7 @@ func RemoveMember(sets Sets, m Member) error {
 
 // HasMember reports whether every entry of a container is in its sets,
 // bound to its MAC where the set binds one.
-func HasMember(sets Sets, m Member) (bool, error) {
+func HasMember(sets MemberSets, m Member) (bool, error) {
 	for name, es := range memberEntries(m) {
 		info, found, err := sets.Info(name)
 		if err != nil || !found {

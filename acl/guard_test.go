@@ -22,7 +22,8 @@ func guardZones() []acl.GuardZone {
 // bridges, a set per zone subnet (bitmap:ip,mac for IPv4, hash:ip for
 // IPv6); applying twice changes nothing; removal leaves nothing.
 func TestGuardApplyRemove(t *testing.T) {
-	f, sets := &acltest.Fake{}, &acltest.Sets{}
+	f := &acltest.Fake{}
+	sets := &acltest.MemberSets{Fake: f}
 	zones := guardZones()
 	for i := 0; i < 2; i++ {
 		if err := acl.ApplyGuard(f, sets, "prod", zones); err != nil {
@@ -76,7 +77,8 @@ func TestGuardApplyRemove(t *testing.T) {
 // TestGuardMembers: a member binds its IPv4 address to its MAC, its IPv6
 // address alone; HasMember notices a missing entry or another MAC.
 func TestGuardMembers(t *testing.T) {
-	f, sets := &acltest.Fake{}, &acltest.Sets{}
+	f := &acltest.Fake{}
+	sets := &acltest.MemberSets{Fake: f}
 	zones := guardZones()
 	if err := acl.ApplyGuard(f, sets, "prod", zones); err != nil {
 		t.Fatal(err)
@@ -115,7 +117,8 @@ func TestGuardMembers(t *testing.T) {
 
 // TestGuardIntact: sets that no rule references mean a flushed table.
 func TestGuardIntact(t *testing.T) {
-	f, sets := &acltest.Fake{}, &acltest.Sets{}
+	f := &acltest.Fake{}
+	sets := &acltest.MemberSets{Fake: f}
 	zones := guardZones()
 	if ok, _ := acl.GuardIntact(sets, "prod", zones); ok {
 		t.Fatal("intact before any apply")

@@ -34,10 +34,10 @@ type SetInfo struct {
 	Entries    []SetEntry
 }
 
-// Sets manages ipsets. Per-container state lives in sets rather than in
+// MemberSets manages ipsets member by member. Per-container state lives in sets rather than in
 // per-container chains: a member is added or removed with one netlink
 // message, without an iptables exec or a netfilter commit.
-type Sets interface {
+type MemberSets interface {
 	// Ensure creates the set unless it exists with the same type.
 	Ensure(s SetSpec) error
 	// Destroy removes a set; a missing one is fine.
@@ -50,10 +50,10 @@ type Sets interface {
 	Info(name string) (info SetInfo, found bool, err error)
 }
 
-// NetlinkSets is the Sets of the current network namespace.
+// NetlinkSets is the MemberSets of the current network namespace.
 type NetlinkSets struct{}
 
-// Ensure implements Sets.
+// Ensure implements MemberSets.
 func (NetlinkSets) Ensure(s SetSpec) error {
 	info, found, err := NetlinkSets{}.Info(s.Name)
 	if err != nil {
@@ -80,7 +80,7 @@ func (NetlinkSets) Ensure(s SetSpec) error {
 	return nil
 }
 
-// Destroy implements Sets.
+// Destroy implements MemberSets.
 func (NetlinkSets) Destroy(name string) error {
 	err := netlink.IpsetDestroy(name)
 	if err != nil && !isNoSet(err) {
@@ -89,7 +89,7 @@ func (NetlinkSets) Destroy(name string) error {
 	return nil
 }
 
-// Add implements Sets. A bitmap:ip,mac member is deleted first: the
+// Add implements MemberSets. A bitmap:ip,mac member is deleted first: the
 // kernel keeps the old MAC of an address added again.
 func (NetlinkSets) Add(name string, e SetEntry) error {
 	ne := netlinkEntry(e)
@@ -103,7 +103,7 @@ func (NetlinkSets) Add(name string, e SetEntry) error {
 	return nil
 }
 
-// Del implements Sets.
+// Del implements MemberSets.
 func (NetlinkSets) Del(name string, e SetEntry) error {
 	err := netlink.IpsetDel(name, netlinkEntry(SetEntry{Addr: e.Addr}))
 	if err != nil && !isNoSet(err) && !isNotMember(err) {
@@ -112,7 +112,7 @@ func (NetlinkSets) Del(name string, e SetEntry) error {
 	return nil
 }
 
-// Info implements Sets.
+// Info implements MemberSets.
 func (NetlinkSets) Info(name string) (SetInfo, bool, error) {
 	res, err := netlink.IpsetList(name)
 	if err != nil {

@@ -12,6 +12,7 @@ const guardRule = `-A INPUT -p udp -m udp --dport 4789 -m set ! --match-set zn-v
 
 func TestVXLANGuardIdempotent(t *testing.T) {
 	f := &acltest.Fake{}
+	f.DeclareSet("zn-vxlan-peers") // made by the overlay over netlink
 	// Someone else's rule already in INPUT: the guard goes above it and
 	// leaves it alone.
 	if err := f.Restore(acl.IPv4, "filter", []byte("-A INPUT -s 192.0.2.0/24 -j ACCEPT\n")); err != nil {
@@ -71,6 +72,7 @@ func TestVXLANGuardIdempotent(t *testing.T) {
 
 func TestVXLANGuardRemovesDuplicates(t *testing.T) {
 	f := &acltest.Fake{}
+	f.DeclareSet("zn-vxlan-peers") // made by the overlay over netlink
 	if err := f.Restore(acl.IPv4, "filter", []byte(guardRule+"\n"+guardRule+"\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +90,7 @@ func TestVXLANGuardRemovesDuplicates(t *testing.T) {
 
 func TestVXLANGuardValidates(t *testing.T) {
 	f := &acltest.Fake{}
+	f.DeclareSet("zn-vxlan-peers") // made by the overlay over netlink
 	for _, g := range []acl.VXLANGuard{
 		{Port: 0, PeerSet: "s"},
 		{Port: 4789, PeerSet: ""},

@@ -25,7 +25,7 @@ import (
 // Plugin carries what the verbs need from outside: no package state.
 type Plugin struct {
 	IPT  acl.Runner
-	Sets acl.Sets
+	Sets acl.MemberSets
 	// Conntrack is where the connections a newly installed policy
 	// forbids are cut; nil leaves them running.
 	Conntrack   acl.ConntrackTable

@@ -15,11 +15,17 @@ import (
 
 // Fake keeps tables per family as chains of rule lines and applies
 // iptables-restore --noflush input the way the kernel would: all or nothing.
+// It also keeps the namespace's ipsets (ipset.go), which rules may name.
 type Fake struct {
-	lock     sync.Mutex                     // what Lock holds
-	mu       sync.Mutex                     // guards the tables
-	tables   map[string]map[string][]string // "4/nat" → chain → rules ("-A ..." lines)
-	Restores int
+	lock        sync.Mutex                     // what Lock holds
+	mu          sync.Mutex                     // guards the tables and sets
+	tables      map[string]map[string][]string // "4/nat" → chain → rules ("-A ..." lines)
+	sets        map[string]*fakeSet
+	Restores    int
+	SetRestores int
+	// FailRestore, when set, is asked before each restore; an error it
+	// returns fails the restore with nothing applied.
+	FailRestore func(fam acl.Family, tables []acl.Table) error
 }
 
 var builtin = map[string][]string{
@@ -58,6 +64,11 @@ func (f *Fake) Restore(fam acl.Family, t string, body []byte) error {
 func (f *Fake) RestoreTables(fam acl.Family, tables []acl.Table) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.FailRestore != nil {
+		if err := f.FailRestore(fam, tables); err != nil {
+			return err
+		}
+	}
 	next := map[string]map[string][]string{}
 	for _, t := range tables {
 		tab, err := f.apply(fam, t.Name, t.Body)
@@ -92,6 +103,9 @@ func (f *Fake) apply(fam acl.Family, t string, body []byte) (map[string][]string
 					return nil, fmt.Errorf("fake: jump to missing chain %s", tgt)
 				}
 			}
+			if err := f.checkSetRefs(l); err != nil {
+				return nil, err
+			}
 			tab[fields[1]] = append(tab[fields[1]], l)
 		case fields[0] == "-I":
 			if _, ok := tab[fields[1]]; !ok {
@@ -106,6 +120,9 @@ func (f *Fake) apply(fam acl.Family, t string, body []byte) (map[string][]string
 				return nil, fmt.Errorf("fake: -I at position %d of chain %s with %d rules", pos, fields[1], len(rules))
 			}
 			rule := "-A " + fields[1] + " " + strings.Join(rest, " ")
+			if err := f.checkSetRefs(rule); err != nil {
+				return nil, err
+			}
 			tab[fields[1]] = append(rules[:pos-1:pos-1], append([]string{rule}, rules[pos-1:]...)...)
 		case fields[0] == "-D":
 			want := "-A" + strings.TrimPrefix(l, "-D")

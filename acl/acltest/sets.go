@@ -8,25 +8,29 @@ import (
 	"github.com/zonenet/zonenet/acl"
 )
 
-// Sets is an in-memory acl.Sets. References are not tracked by the fake:
+// MemberSets is an in-memory acl.MemberSets. References are not tracked by the fake:
 // Refs sets them by hand.
-type Sets struct {
+type MemberSets struct {
+	// Fake, when set, learns of the sets made and destroyed here, so its
+	// rules may name them.
+	Fake *Fake
+
 	mu   sync.Mutex
-	sets map[string]*fakeSet
+	sets map[string]*memberSet
 }
 
-type fakeSet struct {
+type memberSet struct {
 	spec    acl.SetSpec
 	refs    int
 	members map[string]acl.SetEntry
 }
 
-// Ensure implements acl.Sets.
-func (s *Sets) Ensure(spec acl.SetSpec) error {
+// Ensure implements acl.MemberSets.
+func (s *MemberSets) Ensure(spec acl.SetSpec) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sets == nil {
-		s.sets = map[string]*fakeSet{}
+		s.sets = map[string]*memberSet{}
 	}
 	if have, ok := s.sets[spec.Name]; ok {
 		if have.spec.Type != spec.Type {
@@ -34,20 +38,26 @@ func (s *Sets) Ensure(spec acl.SetSpec) error {
 		}
 		return nil
 	}
-	s.sets[spec.Name] = &fakeSet{spec: spec, members: map[string]acl.SetEntry{}}
+	s.sets[spec.Name] = &memberSet{spec: spec, members: map[string]acl.SetEntry{}}
+	if s.Fake != nil {
+		s.Fake.DeclareSet(spec.Name)
+	}
 	return nil
 }
 
-// Destroy implements acl.Sets.
-func (s *Sets) Destroy(name string) error {
+// Destroy implements acl.MemberSets.
+func (s *MemberSets) Destroy(name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.sets, name)
+	if s.Fake != nil {
+		s.Fake.ForgetSet(name)
+	}
 	return nil
 }
 
-// Add implements acl.Sets.
-func (s *Sets) Add(name string, e acl.SetEntry) error {
+// Add implements acl.MemberSets.
+func (s *MemberSets) Add(name string, e acl.SetEntry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	set, ok := s.sets[name]
@@ -58,8 +68,8 @@ func (s *Sets) Add(name string, e acl.SetEntry) error {
 	return nil
 }
 
-// Del implements acl.Sets.
-func (s *Sets) Del(name string, e acl.SetEntry) error {
+// Del implements acl.MemberSets.
+func (s *MemberSets) Del(name string, e acl.SetEntry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if set, ok := s.sets[name]; ok {
@@ -68,8 +78,8 @@ func (s *Sets) Del(name string, e acl.SetEntry) error {
 	return nil
 }
 
-// Info implements acl.Sets.
-func (s *Sets) Info(name string) (acl.SetInfo, bool, error) {
+// Info implements acl.MemberSets.
+func (s *MemberSets) Info(name string) (acl.SetInfo, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	set, ok := s.sets[name]
@@ -89,7 +99,7 @@ func (s *Sets) Info(name string) (acl.SetInfo, bool, error) {
 }
 
 // Refs sets the reference count the fake reports for a set.
-func (s *Sets) Refs(name string, n int) {
+func (s *MemberSets) Refs(name string, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if set, ok := s.sets[name]; ok {
@@ -98,7 +108,7 @@ func (s *Sets) Refs(name string, n int) {
 }
 
 // Names are the sets that exist, sorted.
-func (s *Sets) Names() []string {
+func (s *MemberSets) Names() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []string
