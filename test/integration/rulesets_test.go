@@ -32,7 +32,7 @@ func listDoc(n int, addrs map[int]netip.Addr) string {
 	return b.String()
 }
 
-var matchSet = regexp.MustCompile(`--match-set (\S+) src`)
+var matchSet = regexp.MustCompile(`--match-set (zn-r\S+) src`)
 
 // listState is what the host's kernel holds for the lists: the filter
 // rules matching a set and the rules naming port 5432, and each zonenet
@@ -61,7 +61,7 @@ func readListState(t *testing.T, host *cnitest.NS) listState {
 		}
 	}
 	for _, name := range strings.Fields(string(host.Run(t, "ipset", "list", "-n"))) {
-		if !strings.HasPrefix(name, "zn-") {
+		if !strings.HasPrefix(name, "zn-r") { // rule lists, not anti-spoofing sets
 			continue
 		}
 		st.sets[name] = []netip.Prefix{}
