@@ -13,6 +13,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"name":"n","mode":"host"}`))
 	f.Add([]byte(`{"name":"n","zones":[{"name":"v6","subnet6":"fd00::/120","gateway6":"fd00::fe"}]}`))
 	f.Add([]byte(`{"name":"n","mode":"none","runtimeConfig":{"portMappings":[{"hostPort":1,"containerPort":2,"protocol":"UDP","hostIP":"::ffff:1.2.3.4"}]}}`))
+	f.Add([]byte(`{"name":"n","store":"etcd","blockSize":28,"zones":[{"name":"a","subnet":"10.0.1.0/24","subnet6":"fd00::/64"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data)
 		if err != nil {
@@ -32,6 +33,15 @@ func FuzzParse(f *testing.F) {
 			}
 			if z.Subnet6.IsValid() && (!z.Subnet6.Contains(z.Gateway6) || z.RangeStart6.Compare(z.RangeEnd6) > 0) {
 				t.Fatalf("zone %s v6 invariants: %+v", z.Name, z)
+			}
+		}
+		if c.Cluster() {
+			for _, z := range c.Zones {
+				for _, p := range z.Prefixes() {
+					if b := c.BlockBits(p); b <= p.Bits() || b > p.Addr().BitLen()-2 {
+						t.Fatalf("zone %s: block /%d for subnet %s", z.Name, b, p)
+					}
+				}
 			}
 		}
 		if _, err := c.SelectZone(Args{}); err != nil && c.Mode == ModeBridge && len(c.Zones) > 0 {

@@ -29,6 +29,10 @@ type rawConf struct {
 	Zones          []rawZone         `json:"zones"`
 	Policy         string            `json:"policy"`
 	DNS            DNS               `json:"dns"`
+	Store          string            `json:"store"`
+	DaemonSocket   string            `json:"daemonSocket"`
+	BlockSize      *int              `json:"blockSize"`
+	BlockSize6     *int              `json:"blockSize6"`
 	IPAM           *struct {
 		Type string `json:"type"`
 	} `json:"ipam"`
@@ -143,6 +147,9 @@ func fromRaw(raw *rawConf, withRuntime bool) (*NetConf, error) {
 		c.Zones = append(c.Zones, z)
 	}
 	if err := c.checkZones(); err != nil {
+		return nil, err
+	}
+	if err := c.checkCluster(raw); err != nil {
 		return nil, err
 	}
 	if !withRuntime {

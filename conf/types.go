@@ -20,9 +20,28 @@ const (
 	ModeNone   Mode = "none"
 )
 
+// Store is where a network's addresses are coordinated.
+type Store string
+
+// The stores.
+const (
+	// StoreLocal: the node's own file is the whole truth; single host.
+	StoreLocal Store = "local"
+	// StoreEtcd: cluster mode. The node hands out addresses from blocks
+	// of each zone that zonenetd claimed for it in etcd; the plugin itself
+	// never talks to etcd, only (when its blocks are full) to zonenetd.
+	StoreEtcd Store = "etcd"
+)
+
 // Defaults.
 const (
 	DefaultDataDir = "/var/lib/zonenet"
+	// DefaultDaemonSocket is zonenetd's local endpoint.
+	DefaultDaemonSocket = "/run/zonenet/zonenetd.sock"
+	// DefaultBlockSize and DefaultBlockSize6 are the prefix lengths of the
+	// blocks a node claims: 64 addresses for IPv4, as for IPv6.
+	DefaultBlockSize  = 26
+	DefaultBlockSize6 = 122
 	// MaxConfigSize bounds the network configuration read from stdin.
 	MaxConfigSize = 1 << 20
 )
@@ -43,6 +62,13 @@ type NetConf struct {
 	Policy         string
 	DNS            DNS
 
+	// Store is local (the default) or etcd (cluster mode). DaemonSocket,
+	// BlockSize and BlockSize6 are set and checked in cluster mode only.
+	Store        Store
+	DaemonSocket string
+	BlockSize    int // prefix length of an IPv4 block
+	BlockSize6   int // prefix length of an IPv6 block
+
 	// DelegateIPAM names another IPAM plugin (found through CNI_PATH)
 	// that hands out addresses instead of the zones' own pools.
 	DelegateIPAM string
@@ -56,6 +82,17 @@ type NetConf struct {
 	// ValidAttachments is the GC list (cni.dev/valid-attachments or
 	// cni.dev/attachments); nil when the key is absent.
 	ValidAttachments []Attachment
+}
+
+// Cluster reports whether the network runs in cluster mode (store etcd).
+func (c *NetConf) Cluster() bool { return c.Store == StoreEtcd }
+
+// BlockBits is the prefix length of a block of subnet's family.
+func (c *NetConf) BlockBits(subnet netip.Prefix) int {
+	if subnet.Addr().Is4() {
+		return c.BlockSize
+	}
+	return c.BlockSize6
 }
 
 // DNS is passed through to the result.
