@@ -3,6 +3,7 @@ package ipam
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -37,7 +38,7 @@ func (s *Store) Allocate(req Request) (Attachment, error) {
 		if reqErr != nil {
 			return reqErr
 		}
-		out, err = allocateIn(nb, a, spans, statics)
+		out, err = allocateIn(nb, a, spans, statics, req.InBlocks)
 		return err
 	})
 	if err != nil {
@@ -64,20 +65,39 @@ func plan(req Request) ([]span, []netip.Addr, error) {
 }
 
 // allocateIn leases one address per pool for a new attachment and stores
-// it; it runs inside Allocate's transaction.
-func allocateIn(nb netBuckets, a Attachment, spans []span, statics []netip.Addr) (Attachment, error) {
+// it; it runs inside Allocate's transaction, so in cluster mode the blocks
+// it reads are the ones it allocates from.
+func allocateIn(nb netBuckets, a Attachment, spans []span, statics []netip.Addr, inBlocks bool) (Attachment, error) {
 	ak := attKey(a.Key)
-	var err error
+	var blocks []netip.Prefix
+	if inBlocks {
+		var err error
+		if blocks, err = zoneBlocks(nb.blocks, a.Zone); err != nil {
+			return Attachment{}, err
+		}
+	}
 	a.IPs = make([]netip.Prefix, 0, len(spans))
 	for i := range spans {
 		sp := &spans[i]
 		ip := statics[i]
 		if ip.IsValid() {
+			if inBlocks && !slices.ContainsFunc(blocks, func(b netip.Prefix) bool { return b.Contains(ip) }) {
+				return Attachment{}, &StaticError{IP: ip, Network: a.Network, Zone: a.Zone, Reason: fmt.Sprintf(
+					"is not inside a block this node owns (blocks of the zone here: %v); in cluster mode a static address must come from this node's blocks",
+					sp.blocksIn(blocks))}
+			}
 			if err := checkFree(nb, a, ip); err != nil {
 				return Attachment{}, err
 			}
-		} else if ip, err = nextFree(nb, a, sp); err != nil {
-			return Attachment{}, err
+		} else {
+			var ok bool
+			var err error
+			if ip, ok, err = nextFree(nb, a, sp, sp.segments(blocks, inBlocks)); err != nil {
+				return Attachment{}, err
+			}
+			if !ok {
+				return Attachment{}, exhausted(a, sp, blocks, inBlocks)
+			}
 		}
 		if err := nb.ip.Put(ipKey(ip), ak); err != nil {
 			return Attachment{}, err
@@ -92,6 +112,19 @@ func allocateIn(nb netBuckets, a Attachment, spans []span, statics []netip.Addr)
 		return Attachment{}, err
 	}
 	return a, nil
+}
+
+// exhausted says why a pool gave no address: the zone's range is used up
+// (or empty), or, in cluster mode, this node's blocks are.
+func exhausted(a Attachment, sp *span, blocks []netip.Prefix, inBlocks bool) error {
+	if inBlocks && !sp.empty() {
+		return &BlocksFullError{Network: a.Network, Zone: a.Zone, Subnet: sp.subnet, Blocks: sp.blocksIn(blocks)}
+	}
+	e := &ExhaustedError{Network: a.Network, Zone: a.Zone, Subnet: sp.subnet, First: sp.first, Last: sp.last}
+	if sp.empty() {
+		e.First, e.Last = sp.start, sp.end
+	}
+	return e
 }
 
 // placeStatics matches each requested address to the pool whose subnet holds
@@ -150,36 +183,47 @@ func checkFree(nb netBuckets, a Attachment, ip netip.Addr) error {
 	return &StaticError{IP: ip, Reason: reason, Network: a.Network, Zone: a.Zone}
 }
 
-// nextFree hands out the first free address after the pool's cursor,
-// wrapping around to the start of the range once, and moves the cursor to
-// it. Round robin keeps a just-released address out of use for as long as
-// possible, so a stale ARP entry or connection does not reach a new
-// container.
-func nextFree(nb netBuckets, a Attachment, sp *span) (netip.Addr, error) {
-	exhausted := &ExhaustedError{Network: a.Network, Zone: a.Zone, Subnet: sp.subnet, First: sp.first, Last: sp.last}
-	if sp.empty() {
-		exhausted.First, exhausted.Last = sp.start, sp.end
-		return netip.Addr{}, exhausted
+// nextFree hands out the first free address of the segments after the
+// pool's cursor, wrapping around to the first segment once, and moves the
+// cursor to it; found is false when every segment is taken. Round robin
+// keeps a just-released address out of use for as long as possible, so a
+// stale ARP entry or connection does not reach a new container.
+func nextFree(nb netBuckets, a Attachment, sp *span, segs []seg) (ip netip.Addr, found bool, err error) {
+	if len(segs) == 0 {
+		return netip.Addr{}, false, nil
 	}
 	ck := cursorKey(a.Zone, sp.subnet)
-	from := sp.first
-	if last, ok := decodeIPKey(nb.cursor.Get(ck)); ok && sp.inRange(last) {
-		if n := last.Next(); sp.inRange(n) {
-			from = n
+	start, from := 0, segs[0].first
+	if last, ok := decodeIPKey(nb.cursor.Get(ck)); ok {
+		// Start in the first segment that ends after the cursor; past
+		// the last one, wrap to the first.
+		for i, s := range segs {
+			if last.Compare(s.last) >= 0 {
+				continue
+			}
+			start, from = i, s.first
+			if last.Compare(s.first) >= 0 {
+				from = last.Next()
+			}
+			break
 		}
 	}
 	c := nb.ip.Cursor()
-	ip, ok := scan(c, sp, from, sp.last)
-	if !ok && from != sp.first {
-		ip, ok = scan(c, sp, sp.first, from.Prev())
+	ip, found = scan(c, sp, from, segs[start].last)
+	for j := 1; !found && j < len(segs); j++ {
+		s := segs[(start+j)%len(segs)]
+		ip, found = scan(c, sp, s.first, s.last)
 	}
-	if !ok {
-		return netip.Addr{}, exhausted
+	if !found && from != segs[start].first {
+		ip, found = scan(c, sp, segs[start].first, from.Prev())
+	}
+	if !found {
+		return netip.Addr{}, false, nil
 	}
 	if err := nb.cursor.Put(ck, ipKey(ip)); err != nil {
-		return netip.Addr{}, err
+		return netip.Addr{}, false, err
 	}
-	return ip, nil
+	return ip, true, nil
 }
 
 // scan returns the lowest address of [from, to] that is neither leased nor

@@ -94,7 +94,7 @@ func BenchmarkAllocate(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := allocateIn(nb, req.Attachment, spans, statics); err != nil {
+				if _, err := allocateIn(nb, req.Attachment, spans, statics, false); err != nil {
 					b.Fatal(err)
 				}
 				if err := tx.Rollback(); err != nil {

@@ -9,6 +9,7 @@
 //	networks/<network>/attachments   tuple(containerID, ifName) -> JSON record {"v":1, ...}
 //	networks/<network>/ips           family byte + address bytes -> tuple(containerID, ifName)
 //	networks/<network>/cursors       tuple(zone, pool subnet) -> ip key of the last dynamic hand-out
+//	networks/<network>/blocks        tuple(zone) + ip key of the block + prefix length -> block text
 //
 // A tuple is each field with 0x00 escaped as 0x00 0xFF and terminated by
 // 0x00 0x01: any byte string is a safe container ID or interface name, and
@@ -31,6 +32,10 @@
 // closes (bbolt's own lock retries only every 50 ms). flock locks belong
 // to the open file, so two Stores opened in one process exclude each other
 // too.
+//
+// The blocks bucket holds, in cluster mode, the blocks of each zone this
+// node owns (see blocks.go); a file without it reads as "no blocks", so
+// the layout version did not change.
 //
 // # Cursor
 //

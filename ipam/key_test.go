@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -89,7 +90,7 @@ func TestIPKey(t *testing.T) {
 }
 
 // FuzzKey checks that store keys round-trip for any container ID and
-// interface name, that their byte order is the order of the fields, and that
+// interface name (and block keys for any zone name and prefix), that their byte order is the order of the fields, and that
 // decoding arbitrary bytes neither panics nor accepts a non-canonical form.
 func FuzzKey(f *testing.F) {
 	f.Add("prod", "abc123", "eth0", []byte{})
@@ -112,6 +113,26 @@ func FuzzKey(f *testing.F) {
 		a, b := []string{network, cid}, []string{cid, ifname}
 		if want, got := slices.Compare(a, b), bytes.Compare(encodeTuple(a...), encodeTuple(b...)); want != got {
 			t.Fatalf("order of %q vs %q: fields say %d, keys say %d", a, b, want, got)
+		}
+
+		if len(raw) > 0 {
+			bits := int(raw[0]) % 129
+			for _, a := range []netip.Addr{netip.AddrFrom16([16]byte([]byte(cid + strings.Repeat("\x00", 16))[:16])),
+				netip.AddrFrom4([4]byte([]byte(ifname + "\x00\x00\x00\x00")[:4]))} {
+				if bits > a.BitLen() {
+					continue
+				}
+				p := netip.PrefixFrom(a, bits).Masked()
+				z, back, err := decodeBlockKey(blockKey(network, p))
+				if err != nil || z != network || back != p {
+					t.Fatalf("block key round trip of (%q, %s) = (%q, %s), %v", network, p, z, back, err)
+				}
+			}
+		}
+		if z, p, err := decodeBlockKey(raw); err == nil {
+			if re := blockKey(z, p); !bytes.Equal(re, raw) {
+				t.Fatalf("decodeBlockKey(%q) = (%q, %s), which encodes to %q", raw, z, p, re)
+			}
 		}
 
 		if dec, err := decodeTuple(raw); err == nil {

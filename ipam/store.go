@@ -27,6 +27,7 @@ var (
 	bucketAtt      = []byte("attachments")
 	bucketIP       = []byte("ips")
 	bucketCursor   = []byte("cursors")
+	bucketBlocks   = []byte("blocks")
 	keySchema      = []byte("schema")
 )
 
@@ -163,9 +164,10 @@ func (s *Store) recoverTx(err *error) {
 	}
 }
 
-// netBuckets are the buckets of one network.
+// netBuckets are the buckets of one network. blocks is nil in a file
+// written before blocks existed, until the first write.
 type netBuckets struct {
-	att, ip, cursor *bolt.Bucket
+	att, ip, cursor, blocks *bolt.Bucket
 }
 
 // readNet returns the network's buckets, or ok=false if it has none yet.
@@ -178,7 +180,8 @@ func readNet(tx *bolt.Tx, network string) (nb netBuckets, ok bool) {
 	if n == nil {
 		return nb, false
 	}
-	nb = netBuckets{att: n.Bucket(bucketAtt), ip: n.Bucket(bucketIP), cursor: n.Bucket(bucketCursor)}
+	nb = netBuckets{att: n.Bucket(bucketAtt), ip: n.Bucket(bucketIP), cursor: n.Bucket(bucketCursor),
+		blocks: n.Bucket(bucketBlocks)}
 	return nb, nb.att != nil && nb.ip != nil && nb.cursor != nil
 }
 
@@ -195,7 +198,7 @@ func writeNet(tx *bolt.Tx, network string) (netBuckets, error) {
 	for _, b := range []struct {
 		dst  **bolt.Bucket
 		name []byte
-	}{{&nb.att, bucketAtt}, {&nb.ip, bucketIP}, {&nb.cursor, bucketCursor}} {
+	}{{&nb.att, bucketAtt}, {&nb.ip, bucketIP}, {&nb.cursor, bucketCursor}, {&nb.blocks, bucketBlocks}} {
 		if *b.dst, err = n.CreateBucketIfNotExists(b.name); err != nil {
 			return netBuckets{}, fmt.Errorf("bucket %s of network %q: %w", b.name, network, err)
 		}

@@ -46,6 +46,10 @@ type Request struct {
 	Attachment              // record to store (IPs ignored)
 	Pools      []Pool       // the zone's pools
 	Static     []netip.Addr // requested addresses (0..n); each must fall in one pool of the zone
+	// InBlocks (cluster mode) hands out addresses only inside the zone's
+	// blocks recorded in this store, static ones included; a pool whose
+	// blocks are full fails with a *BlocksFullError.
+	InBlocks bool
 }
 
 // PoolUsage is the occupancy of one pool.
