@@ -18,6 +18,13 @@ import (
 // a stuck peer.
 const DefaultLockTimeout = 10 * time.Second
 
+// FileName is the store's file in a data directory: the plugin and
+// zonenetd open the same one.
+const FileName = "zonenet.db"
+
+// PathIn is the path of the store in dataDir.
+func PathIn(dataDir string) string { return filepath.Join(dataDir, FileName) }
+
 // schemaVersion is the layout of buckets described in doc.go.
 const schemaVersion = "1"
 

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -120,7 +119,7 @@ func checkNetns(path string) error {
 	return nil
 }
 
-func (r *request) storePath() string { return filepath.Join(r.conf.DataDir, "zonenet.db") }
+func (r *request) storePath() string { return ipam.PathIn(r.conf.DataDir) }
 
 // withStore opens the store, runs fn and closes it again, so the file
 // lock is held only for the store transaction, not the netlink work.
