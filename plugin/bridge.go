@@ -180,14 +180,14 @@ func (p *Plugin) allocate(r *request, z *conf.Zone, rec *ipam.Attachment) (owned
 	}
 	src := r.staticIPs()
 	created := rec.Created
-	err = p.withStore(r.storePath(), func(s *ipam.Store) error {
-		got, err := s.Allocate(ipam.Request{Attachment: *rec, Pools: ipamZone(z).Pools, Static: src.ips})
-		if err != nil {
-			return err
-		}
+	alloc := p.allocateLocal
+	if r.conf.Cluster() {
+		alloc = p.allocateInBlocks
+	}
+	got, err := alloc(r, ipam.Request{Attachment: *rec, Pools: ipamZone(z).Pools, Static: src.ips})
+	if err == nil {
 		*rec = got
-		return nil
-	})
+	}
 	var se *ipam.StaticError
 	if errors.As(err, &se) {
 		return false, &conf.Error{Code: src.code, Key: src.key, Value: se.IP.String(),

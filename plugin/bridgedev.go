@@ -49,7 +49,8 @@ func (p *Plugin) ensureBridge(c *conf.NetConf, z *conf.Zone) (br netlink.Link, u
 	alias := link.Attrs().Alias
 	switch alias {
 	case ready, adopted:
-		if link.Attrs().Flags&net.FlagUp != 0 && hasGateway(z) && p.policyIntact(c) {
+		if link.Attrs().Flags&net.FlagUp != 0 && hasGateway(z) && p.policyIntact(c) &&
+			(!c.Cluster() || proxyARPIntact(z.Bridge, z.Subnet)) {
 			return link, nil, nil
 		}
 	case newBridgeAlias(c.Name, z.Name):
@@ -209,6 +210,25 @@ func (p *Plugin) setupZone(c *conf.NetConf, z *conf.Zone, br netlink.Link, pol *
 			return err
 		}
 	}
+	if c.Cluster() && z.Subnet.IsValid() {
+		// Every node has the zone's whole subnet on its bridge, but the
+		// addresses of other nodes' blocks are routed over the overlay
+		// (block routes, more specific than the bridge's connected
+		// subnet). A container sees them on-link and ARPs for them: the
+		// bridge answers with its own MAC, so the packets come up to the
+		// host to be routed. It answers only for addresses routed out of
+		// another device, so local containers still answer for
+		// themselves. proxy_delay 0: answer at once, not after a random
+		// wait of up to 0.8 s. IPv6 needs no proxy_ndp here because
+		// cross-node IPv6 is not routed yet: an IPv6 zone's addresses on
+		// other nodes are unreachable until it is.
+		if err := set("net/ipv4/conf/"+z.Bridge+"/proxy_arp", "1"); err != nil {
+			return err
+		}
+		if err := set("net/ipv4/neigh/"+z.Bridge+"/proxy_delay", "0"); err != nil {
+			return err
+		}
+	}
 	if err := p.applyPolicy(c, pol); err != nil {
 		return err
 	}
@@ -240,6 +260,11 @@ func setSysctl(name, value string) (old string, err error) {
 		return old, fmt.Errorf("set %s=%s: %w", name, value, err)
 	}
 	return old, nil
+}
+
+func readSysctl(name string) (string, error) {
+	b, err := os.ReadFile("/proc/sys/" + name)
+	return strings.TrimSpace(string(b)), err
 }
 
 func writeSysctl(name, value string) error {

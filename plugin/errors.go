@@ -27,7 +27,7 @@ func ToCNI(err error) error {
 	switch {
 	case errors.As(err, &c):
 		code = c.CNICode()
-	case errors.Is(err, ipam.ErrExhausted):
+	case errors.Is(err, ipam.ErrExhausted), errors.Is(err, ipam.ErrBlocksFull):
 		code = types.ErrTryAgainLater
 	case errors.Is(err, ipam.ErrLockTimeout):
 		code = types.ErrTryAgainLater

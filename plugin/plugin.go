@@ -17,6 +17,7 @@ import (
 
 	"github.com/zonenet/zonenet/acl"
 	"github.com/zonenet/zonenet/conf"
+	"github.com/zonenet/zonenet/daemon/api"
 	"github.com/zonenet/zonenet/ipam"
 	"github.com/zonenet/zonenet/netns"
 )
@@ -29,9 +30,11 @@ type Plugin struct {
 	// forbids are cut; nil leaves them running.
 	Conntrack   acl.ConntrackTable
 	LockTimeout time.Duration
-	Now         func() time.Time
-	Stdout      io.Writer
-	Stderr      io.Writer
+	// DaemonTimeout bounds a call to zonenetd in cluster mode.
+	DaemonTimeout time.Duration
+	Now           func() time.Time
+	Stdout        io.Writer
+	Stderr        io.Writer
 	// Fault, when set, names a step at which ADD fails on purpose
 	// ("after-ipam", "after-veth"), so tests can prove the rollback.
 	Fault string
@@ -40,13 +43,14 @@ type Plugin struct {
 // New returns a Plugin wired to the real system.
 func New() *Plugin {
 	return &Plugin{
-		IPT:         acl.Exec{},
-		Sets:        acl.NetlinkSets{},
-		Conntrack:   acl.KernelConntrack{},
-		LockTimeout: 10 * time.Second,
-		Now:         time.Now,
-		Stdout:      os.Stdout,
-		Stderr:      os.Stderr,
+		IPT:           acl.Exec{},
+		Sets:          acl.NetlinkSets{},
+		Conntrack:     acl.KernelConntrack{},
+		LockTimeout:   10 * time.Second,
+		DaemonTimeout: api.DefaultTimeout,
+		Now:           time.Now,
+		Stdout:        os.Stdout,
+		Stderr:        os.Stderr,
 	}
 }
 

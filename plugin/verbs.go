@@ -192,6 +192,9 @@ func (p *Plugin) Status(cmd *skel.CmdArgs) error {
 	if r.conf.Mode != conf.ModeBridge {
 		return nil
 	}
+	if r.conf.Cluster() {
+		return p.clusterStatus(r)
+	}
 	z, err := r.conf.SelectZone(conf.Args{})
 	if err != nil {
 		return ToCNI(err)
