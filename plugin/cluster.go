@@ -67,8 +67,7 @@ func (p *Plugin) allocateInBlocks(r *request, req ipam.Request) (ipam.Attachment
 			BlockSize: r.conf.BlockBits(full.Subnet), Full: full.Blocks,
 		})
 		if err != nil {
-			return ipam.Attachment{}, daemonError(fmt.Sprintf("zone %s (%s) needs an address block", full.Zone, full.Subnet),
-				err, types.ErrTryAgainLater)
+			return ipam.Attachment{}, daemonError(full.Error(), err, types.ErrTryAgainLater)
 		}
 		last = &resp
 	}
