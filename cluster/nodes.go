@@ -127,6 +127,9 @@ func (s *Store) keepRegistered(ctx context.Context, r *registration) {
 		if ctx.Err() != nil {
 			return
 		}
+		if r.leaseID() != lease {
+			continue // Register moved the record to a new lease already
+		}
 		if err == nil {
 			err = errors.New("expired, or etcd did not answer within the TTL")
 		}
