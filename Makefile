@@ -30,9 +30,10 @@ vet:
 
 # Pure packages: no root needed (overlay's kernel tests skip without root).
 test-unit:
-	$(GO) test -race -count=1 ./conf/... ./ipam/... ./acl/... ./overlay/...
+	$(GO) test -race -count=1 ./conf/... ./ipam/... ./acl/... ./overlay/... ./pki/...
 
-# Everything else: real namespaces, veths, bridges, iptables (root).
+# Everything else: real namespaces, veths, bridges, iptables (root), and a
+# real etcd started by the cluster tests (installed by make setup).
 test-root: build
 	ZONENET_BIN=$(BIN) $(GO) test -count=1 -p 1 -timeout 20m ./...
 
@@ -48,6 +49,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParsePolicy -fuzztime 30s ./conf/
 	$(GO) test -run '^$$' -fuzz FuzzKey -fuzztime 30s ./ipam/
 	$(GO) test -run '^$$' -fuzz FuzzRecord -fuzztime 30s ./ipam/
+	$(GO) test -run '^$$' -fuzz FuzzParseKey -fuzztime 30s ./cluster/
 
 bench: build
 	ZONENET_BIN=$(BIN) test/bench/cni-bench.sh

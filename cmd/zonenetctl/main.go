@@ -29,6 +29,7 @@ Usage:
   zonenetctl <command> [flags]
 
 Commands:
+  certs     make the cluster's TLS material: a CA (certs ca) and node certificates (certs node)
   cleanup   remove every chain, ipset and bridge of zonenet's from this host (uninstall)
   demo      build the reference zone topology in network namespaces, probe it, tear it down
   policy    check a policy document (policy check FILE) or install it (policy apply)
@@ -63,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
+	case "certs":
+		return runCerts(args[1:], stdout, stderr)
 	case "cleanup":
 		return runCleanup(args[1:], stdout, stderr)
 	case "demo":

@@ -2,7 +2,8 @@
 # Installs what the end-to-end scripts need on a fresh Debian 12 host (root,
 # no systemd, no image registry). Idempotent and quick when all is present.
 #
-#   Debian packages   containerd, runc, podman, the reference CNI plugins, busybox, iptables, ...
+#   Debian packages   containerd, runc, podman, the reference CNI plugins, busybox, iptables,
+#                     etcd (the cluster tests start their own etcd from /usr/bin/etcd), ...
 #   Go tools          cnitool and crictl, built from the Go module proxy
 #   images            busybox and pause tarballs, built locally by tools/mkimage
 #
@@ -13,7 +14,7 @@ CACHE=${ZONENET_E2E_CACHE:-/var/cache/zonenet-e2e}
 CNITOOL_VERSION=v1.3.0
 CRICTL_VERSION=v1.34.0
 PACKAGES=(containernetworking-plugins busybox-static containerd runc podman conmon
-	iptables ipset iproute2 python3 util-linux procps kmod)
+	iptables ipset iproute2 python3 util-linux procps kmod etcd-server)
 export PATH="/usr/local/sbin:/usr/sbin:/sbin:$PATH:/usr/local/go/bin"
 t0=$(date +%s%3N)
 say() { echo "[setup $(( ($(date +%s%3N) - t0) / 1000 ))s] $*"; }
