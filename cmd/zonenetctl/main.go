@@ -33,7 +33,7 @@ Commands:
   cleanup   remove every chain, ipset and bridge of zonenet's from this host (uninstall)
   demo      build the reference zone topology in network namespaces, probe it, tear it down
   policy    check a policy document (policy check FILE) or install it (policy apply)
-  status    list the attachments recorded in a node's store
+  status    list the attachments recorded in a node's store, or with --etcd the cluster's nodes and blocks
   version   print the version
 
 Run "zonenetctl <command> --help" for the flags of a command.
@@ -217,7 +217,10 @@ func parsePorts(s string) ([]int, error) {
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("status", "status --data-dir DIR [--network NAME]\n\nLists the attachments recorded in the store of a node.")
+	if wantsCluster(args) {
+		return runClusterStatus(args, stdout, stderr)
+	}
+	fs := newFlags("status", "status --data-dir DIR [--network NAME]\n\nLists the attachments recorded in the store of a node.\nWith --etcd it shows the cluster instead: zonenetctl status --etcd URL --help.")
 	dataDir := fs.String("data-dir", "/var/lib/zonenet", "the plugin's dataDir (holds "+status.DBName+")")
 	network := fs.String("network", "", "only this network (required if the store cannot list its networks)")
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
