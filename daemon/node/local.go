@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/netip"
-	"os"
-	"syscall"
 	"time"
 
 	"github.com/zonenet/zonenet/cluster"
@@ -26,7 +23,6 @@ func (d *Daemon) serveLocal(ctx context.Context) (func(), error) {
 		c.Close()
 		return nil, fmt.Errorf("local endpoint: socket %s answers: another zonenetd serves this node", d.socket)
 	}
-	stale := inode(d.socket) // a socket left by a daemon that died
 	srv := daemon.NewLocalServer(d.dataDir, claimer{d}, d.log.With("part", "local"))
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, d.socket) }()
@@ -45,7 +41,10 @@ func (d *Daemon) serveLocal(ctx context.Context) (func(), error) {
 			return nil, fmt.Errorf("local endpoint: %w", err)
 		default:
 		}
-		if ino := inode(d.socket); ino != 0 && ino != stale {
+		// Nobody answered before; whoever answers now is this server (a
+		// socket left by a daemon that died refuses connections).
+		if c, err := net.DialTimeout("unix", d.socket, time.Second); err == nil {
+			c.Close()
 			return wait, nil
 		}
 		if time.Now().After(deadline) {
@@ -53,20 +52,6 @@ func (d *Daemon) serveLocal(ctx context.Context) (func(), error) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// inode is the inode of the socket at path, 0 when there is none: a new
-// listener makes a new inode, which tells the server's socket from a
-// stale one.
-func inode(path string) uint64 {
-	st, err := os.Lstat(path)
-	if err != nil || st.Mode()&fs.ModeSocket == 0 {
-		return 0
-	}
-	if s, ok := st.Sys().(*syscall.Stat_t); ok {
-		return s.Ino
-	}
-	return 0
 }
 
 // claimer is the local endpoint's way into the cluster store.
