@@ -3,7 +3,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.Version=$(VERSION)
 BIN     := $(CURDIR)/bin
-CMDS    := zonenet zonenetctl
+CMDS    := zonenet zonenetctl zonenetd
 
 .PHONY: all build setup demo test test-unit test-root test-e2e fuzz bench bench-acl bench-overlay vet clean
 
@@ -30,10 +30,11 @@ vet:
 
 # Pure packages: no root needed (overlay's kernel tests skip without root).
 test-unit:
-	$(GO) test -race -count=1 ./conf/... ./ipam/... ./acl/... ./overlay/... ./pki/...
+	$(GO) test -race -count=1 ./conf/... ./ipam/... ./acl/... ./overlay/... ./pki/... ./daemon/...
 
 # Everything else: real namespaces, veths, bridges, iptables (root), and a
-# real etcd started by the cluster tests (installed by make setup).
+# real etcd started by the cluster tests (installed by make setup);
+# test/multinode runs a three-node cluster with a zonenetd per node.
 test-root: build
 	ZONENET_BIN=$(BIN) $(GO) test -count=1 -p 1 -timeout 20m ./...
 
