@@ -121,7 +121,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 				return fmt.Errorf("TLS for %s: %w", d.cfg.Listen, err)
 			}
 		}
-		done, err := serveHTTP(ctx, d.cfg.Listen, srvTLS, d.st.handler(d.cfg.NodeName, d.version))
+		done, err := serveHTTP(ctx, d.cfg.Listen, srvTLS, d.st.handler(d.cfg.NodeName, d.version), log)
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net"
 	"net/http"
@@ -125,8 +126,10 @@ func (m metricWriter) sample(name string, v float64, labels ...string) {
 
 // serveHTTP listens on addr (with tlsCfg unless nil) and serves h until
 // ctx ends. The listener is opened before it returns, so a busy port is a
-// start-up error, not a log line.
-func serveHTTP(ctx context.Context, addr string, tlsCfg *tls.Config, h http.Handler) (<-chan error, error) {
+// start-up error, not a log line. The server's own complaints (a client
+// refused in the TLS handshake, say) go to log at debug level: anyone who
+// can reach the port can cause them.
+func serveHTTP(ctx context.Context, addr string, tlsCfg *tls.Config, h http.Handler, log *slog.Logger) (<-chan error, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for health and metrics: %w", err)
@@ -134,7 +137,8 @@ func serveHTTP(ctx context.Context, addr string, tlsCfg *tls.Config, h http.Hand
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	done := make(chan error, 1)
 	go func() {
 		err := srv.Serve(ln)
