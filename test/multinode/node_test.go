@@ -66,6 +66,13 @@ func (c *testCluster) newNode(name string, underlay netip.Addr) *tnode {
 	n.conflist = conflist
 	c.t.Cleanup(func() {
 		n.kill()
+		// A zonenetd built with -race reports here what it found.
+		for i := 1; i <= n.boots; i++ {
+			if b, err := os.ReadFile(n.logPath(i)); err == nil &&
+				(strings.Contains(string(b), "DATA RACE") || strings.Contains(string(b), "panic:")) {
+				c.t.Errorf("%s zonenetd (boot %d) raced or panicked:\n%s", n.name, i, b)
+			}
+		}
 		if c.t.Failed() {
 			for i := 1; i <= n.boots; i++ {
 				c.t.Logf("%s zonenetd log (boot %d):\n%s", n.name, i, tail(n.logPath(i), 40))
