@@ -77,6 +77,10 @@ func TestEtcdDown(t *testing.T) {
 		return err == nil
 	})
 	t.Logf("etcd down for %s; calls work %s after restart", up.Sub(down).Round(time.Millisecond), took.Round(time.Millisecond))
+	// The client reconnects every 2 s at most, however long etcd was down.
+	if took > 4*time.Second {
+		t.Errorf("calls work only %s after etcd is back", took)
+	}
 	eventually(t, 15*time.Second, "n1 registered under a new lease", func() bool {
 		l := leaseOf(t, raw, s, "n1")
 		return l != 0 && l != oldLease
