@@ -263,11 +263,11 @@ func (tc tableCleanup) deleteBody() []byte {
 // are gone (Apply). A set still listed in another of ours (a list:set)
 // cannot go first, so failures are retried while a pass makes progress.
 // done is called with each destroyed set's name; dryRun only lists them.
-func DestroyOwnSets(s IPSets, dryRun bool, done func(name string)) error {
+func DestroyOwnSets(s Sets, dryRun bool, done func(name string)) error {
 	if done == nil {
 		done = func(string) {}
 	}
-	names, err := s.List()
+	names, err := s.ListSets()
 	if err != nil {
 		return fmt.Errorf("cleanup: %w", err)
 	}
@@ -288,7 +288,7 @@ func DestroyOwnSets(s IPSets, dryRun bool, done func(name string)) error {
 		var failed []string
 		var errs []string
 		for _, n := range left {
-			if err := s.Destroy(n); err != nil {
+			if err := s.RestoreSets([]byte("destroy " + n + "\n")); err != nil {
 				failed = append(failed, n)
 				errs = append(errs, err.Error())
 				continue

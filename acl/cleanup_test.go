@@ -199,7 +199,7 @@ type fakeSets struct {
 	destroyed []string
 }
 
-func (f *fakeSets) List() ([]string, error) {
+func (f *fakeSets) ListSets() ([]string, error) {
 	var out []string
 	for n := range f.sets {
 		out = append(out, n)
@@ -208,7 +208,9 @@ func (f *fakeSets) List() ([]string, error) {
 	return out, nil
 }
 
-func (f *fakeSets) Destroy(name string) error {
+// RestoreSets takes the "destroy NAME" lines cleanup sends.
+func (f *fakeSets) RestoreSets(batch []byte) error {
+	name := strings.TrimSpace(strings.TrimPrefix(string(batch), "destroy "))
 	for n, members := range f.sets {
 		if slices.Contains(members, name) {
 			return fmt.Errorf("set %s is in use by %s", name, n)
@@ -231,7 +233,7 @@ func TestDestroyOwnSets(t *testing.T) {
 	if err := acl.DestroyOwnSets(s, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	if names, _ := s.List(); !slices.Equal(names, []string{"user", "x"}) {
+	if names, _ := s.ListSets(); !slices.Equal(names, []string{"user", "x"}) {
 		t.Errorf("sets left %q, want only the foreign ones", names)
 	}
 

@@ -20,17 +20,42 @@ type registration struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	// mu is held while the record is written, so that the background
-	// re-registration and a new Register never interleave.
-	mu    sync.Mutex
+	// writing is held while the record is written, so that the
+	// background re-registration and a new Register never interleave.
+	// It is a channel so that waiting for it is bounded by a context.
+	writing chan struct{}
+
+	mu    sync.Mutex // guards node and lease
 	node  Node
 	lease clientv3.LeaseID // the lease the record is attached to now
 }
 
-func (r *registration) leaseID() clientv3.LeaseID {
+func (r *registration) acquire(ctx context.Context) error {
+	select {
+	case r.writing <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *registration) release() { <-r.writing }
+
+func (r *registration) get() (Node, clientv3.LeaseID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.lease
+	return r.node, r.lease
+}
+
+func (r *registration) set(n Node, lease clientv3.LeaseID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.node, r.lease = n, lease
+}
+
+func (r *registration) leaseID() clientv3.LeaseID {
+	_, lease := r.get()
+	return lease
 }
 
 // Register writes n's record under a lease of NodeTTL and keeps the lease
@@ -53,13 +78,19 @@ func (s *Store) Register(ctx context.Context, n Node) error {
 		if r.name != n.Name {
 			return fmt.Errorf("register node %s: this store already registers node %s", n.Name, r.name)
 		}
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		lease, err := s.putNode(ctx, n, r.lease)
+		// The wait for a background re-registration counts against the
+		// request timeout too.
+		ctx, cancel := s.op(ctx)
+		defer cancel()
+		if err := r.acquire(ctx); err != nil {
+			return fmt.Errorf("register node %s: waiting for the background registration: %w", n.Name, err)
+		}
+		defer r.release()
+		lease, err := s.putNode(ctx, n, r.leaseID())
 		if err != nil {
 			return err
 		}
-		r.node, r.lease = n, lease
+		r.set(n, lease)
 		return nil
 	}
 	lease, err := s.putNode(ctx, n, 0)
@@ -67,7 +98,7 @@ func (s *Store) Register(ctx context.Context, n Node) error {
 		return err
 	}
 	rctx, cancel := context.WithCancel(s.ctx)
-	r := &registration{name: n.Name, node: n, cancel: cancel, done: make(chan struct{}), lease: lease}
+	r := &registration{name: n.Name, node: n, lease: lease, cancel: cancel, done: make(chan struct{}), writing: make(chan struct{}, 1)}
 	if !s.spawn(func() { s.keepRegistered(rctx, r) }) {
 		cancel()
 		return fmt.Errorf("register node %s: %w", n.Name, errClosed)
@@ -102,7 +133,7 @@ func (s *Store) putNode(ctx context.Context, n Node, lease clientv3.LeaseID) (cl
 			return lease, nil
 		}
 		if granted {
-			s.revokeQuietly(lease)
+			s.revokeQuietly(ctx, lease)
 		} else if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			lease = 0 // expired meanwhile: take a new one
 			continue
@@ -139,7 +170,7 @@ func (s *Store) keepRegistered(ctx context.Context, r *registration) {
 		}
 		// After an etcd restart the old lease may live on for one more
 		// TTL; it holds no key now.
-		s.revokeQuietly(lease)
+		s.revokeQuietly(ctx, lease)
 	}
 }
 
@@ -148,13 +179,16 @@ func (s *Store) keepRegistered(ctx context.Context, r *registration) {
 func (s *Store) reregister(ctx context.Context, r *registration) bool {
 	delay := 100 * time.Millisecond
 	for {
-		r.mu.Lock()
-		r.node.Registered = time.Now() // since when this record is there
-		id, err := s.putNode(ctx, r.node, 0)
-		if err == nil {
-			r.lease = id
+		if r.acquire(ctx) != nil {
+			return false
 		}
-		r.mu.Unlock()
+		n, _ := r.get()
+		n.Registered = time.Now() // since when this record is there
+		id, err := s.putNode(ctx, n, 0)
+		if err == nil {
+			r.set(n, id)
+		}
+		r.release()
 		if err == nil {
 			s.logf("cluster: node %s registered again under lease %x", r.name, id)
 			return true
@@ -170,8 +204,10 @@ func (s *Store) reregister(ctx context.Context, r *registration) bool {
 	}
 }
 
-func (s *Store) revokeQuietly(lease clientv3.LeaseID) {
-	ctx, cancel := s.op(context.Background())
+// revokeQuietly gives up a lease that holds nothing; if etcd does not
+// answer, the lease expires by itself.
+func (s *Store) revokeQuietly(ctx context.Context, lease clientv3.LeaseID) {
+	ctx, cancel := s.op(ctx)
 	defer cancel()
 	_, _ = s.cli.Revoke(ctx, lease)
 }

@@ -75,12 +75,15 @@ func TestRegisterTTL(t *testing.T) {
 		t.Error("a store registered a second node name")
 	}
 
-	// Deregister removes the record at once.
+	// Deregister removes the record at once, not at the end of the TTL.
 	start := time.Now()
 	if err := b.Deregister(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	nextEvent(t, events, time.Second, "n1 deregistered", isNode(cluster.EventDelete, "n1"))
+	if _, ok := nodeNames(t, watcher)["n1"]; ok {
+		t.Fatal("n1 still listed right after Deregister")
+	}
+	nextEvent(t, events, 5*time.Second, "n1 deregistered", isNode(cluster.EventDelete, "n1"))
 	t.Logf("deregistration seen after %s", time.Since(start).Round(time.Millisecond))
 	if err := b.Deregister(ctxT(t)); err != nil {
 		t.Errorf("second deregister: %v", err)

@@ -11,6 +11,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // Defaults of Config.
@@ -78,7 +80,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		// vanished without a reset) in seconds rather than minutes.
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 3 * time.Second,
-		Logger:               zap.NewNop(),
+		// gRPC's default reconnect backoff grows to two minutes: after a
+		// long etcd outage a node would stay cut off that long after etcd
+		// is back. Retry at least every two seconds instead; it costs a
+		// refused connection.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: cfg.DialTimeout,
+		})},
+		Logger: zap.NewNop(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open cluster store at %s: %w", strings.Join(cfg.Endpoints, ","), err)

@@ -60,7 +60,7 @@ func TestOpenTLS(t *testing.T) {
 				s.Close()
 				t.Fatal("Open succeeded")
 			}
-			if took := time.Since(start); took > dial+2*time.Second {
+			if took := time.Since(start); took > dial+3*time.Second {
 				t.Errorf("Open took %s to fail, dial timeout %s", took, dial)
 			}
 			if !strings.Contains(err.Error(), c.why) {

@@ -128,7 +128,7 @@ func (NetlinkLinks) ClearAlias(name string) error {
 // CleanupOptions say where and how a host cleanup works.
 type CleanupOptions struct {
 	IPT    acl.Runner
-	IPSets acl.IPSets
+	IPSets acl.Sets
 	Links  HostLinks
 	// DryRun reports what would be removed and changes nothing.
 	DryRun bool

@@ -63,9 +63,14 @@ func (f *fakeLinks) names() []string {
 
 type fakeSets struct{ names []string }
 
-func (f *fakeSets) List() ([]string, error) { return slices.Clone(f.names), nil }
-func (f *fakeSets) Destroy(name string) error {
-	f.names = slices.DeleteFunc(f.names, func(n string) bool { return n == name })
+func (f *fakeSets) ListSets() ([]string, error) { return slices.Clone(f.names), nil }
+
+// RestoreSets takes the "destroy NAME" lines cleanup sends.
+func (f *fakeSets) RestoreSets(batch []byte) error {
+	for _, l := range strings.Split(strings.TrimSpace(string(batch)), "\n") {
+		name, _ := strings.CutPrefix(l, "destroy ")
+		f.names = slices.DeleteFunc(f.names, func(n string) bool { return n == name })
+	}
 	return nil
 }
 

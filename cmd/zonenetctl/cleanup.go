@@ -37,7 +37,7 @@ func runCleanup(args []string, stdout, stderr io.Writer) int {
 	}
 	n, err := plugin.Cleanup(plugin.CleanupOptions{
 		IPT:    acl.Exec{},
-		IPSets: acl.IPSetExec{},
+		IPSets: acl.Exec{},
 		Links:  plugin.NetlinkLinks{},
 		DryRun: *dryRun,
 		Force:  *force,

@@ -29,6 +29,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/zonenet/zonenet/pki"
 )
@@ -118,7 +120,12 @@ func (s *Server) Client() *clientv3.Client {
 		Endpoints:   s.Endpoints(),
 		TLS:         s.ClientTLS(name),
 		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
+		// After Stop and Start, reconnect within a second rather than
+		// after gRPC's default backoff, which grows to two minutes.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+		})},
+		Logger: zap.NewNop(),
 	})
 	if err != nil {
 		s.t.Fatalf("etcdtest: client: %v", err)
