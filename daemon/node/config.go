@@ -25,8 +25,10 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultListen          = "127.0.0.1:9476"
-	DefaultNodeTTL         = 10 * time.Second
+	DefaultListen = "127.0.0.1:9476"
+	// DefaultNodeTTL: peers drop a dead node within the TTL plus etcd's
+	// half-second expiry tick, which must stay within 10 s.
+	DefaultNodeTTL         = 8 * time.Second
 	DefaultReclaimGrace    = 10 * time.Minute
 	DefaultReclaimInterval = time.Minute
 	DefaultResync          = 30 * time.Second

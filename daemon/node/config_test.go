@@ -26,7 +26,7 @@ func TestParseDefaults(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.NodeTTL != 10*time.Second || c.Listen != "127.0.0.1:9476" || c.VXLANDevice != "zn-vxlan" ||
+	if c.NodeTTL != 8*time.Second || c.Listen != "127.0.0.1:9476" || c.VXLANDevice != "zn-vxlan" ||
 		c.VXLANPort != 4789 || c.VXLANVNI != 1 || c.Resync != 30*time.Second || c.LogLevel != slog.LevelInfo ||
 		c.LeaveOnExit || !c.ListenIsLocal() {
 		t.Errorf("defaults: %+v", c)
