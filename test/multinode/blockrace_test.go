@@ -139,8 +139,11 @@ func (n *tnode) setBlockBits(bits int) {
 	p["blockSize"] = bits
 	// The race is the allocator's: without a policy an ADD takes no
 	// iptables lock, which the three simulated nodes would share with
-	// every zonenet process on this machine.
-	delete(p, "policy")
+	// every zonenet process on this machine. ZONENET_RACE_POLICY=1 keeps
+	// it, to watch ADDs and zonenetd contend for that lock.
+	if os.Getenv("ZONENET_RACE_POLICY") != "1" {
+		delete(p, "policy")
+	}
 	var err error
 	if n.plugin, err = json.Marshal(p); err != nil {
 		t.Fatal(err)
