@@ -87,6 +87,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			Underlay: d.underlay, MTU: d.cfg.VXLANMTU, NodeName: d.cfg.NodeName},
 		guard: acl.VXLANGuard{Port: d.cfg.VXLANPort, PeerSet: overlay.DefaultPeerSet},
 		ipt:   acl.Exec{},
+		quick: acl.Exec{Timeout: 2 * time.Second},
 	}
 	log := d.log.With("node", d.cfg.NodeName)
 	log.Info("starting", "version", d.version, "underlay", d.underlay, "underlayDevice", dev,

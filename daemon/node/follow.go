@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/zonenet/zonenet/acl"
 	"github.com/zonenet/zonenet/cluster"
 	"github.com/zonenet/zonenet/overlay"
 )
@@ -104,7 +105,10 @@ func (f *follower) syncBlocks() {
 // when they are right.
 func (f *follower) repairDevice() {
 	d := f.d
-	dev, ch, err := d.dp.ensure()
+	dev, ch, err := d.dp.repair()
+	if errors.Is(err, acl.ErrLockTimeout) {
+		return // plugin execs hold the host's iptables: next round
+	}
 	d.st.dataplane(err)
 	if err != nil {
 		return
