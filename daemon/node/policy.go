@@ -60,7 +60,8 @@ type policyServer struct {
 	synced bool                     // the watch listed everything once
 	wake   chan struct{}
 
-	// Owned by the goroutine that handles offers.
+	// Fixed at start (offer reads it); the entries are owned by the
+	// goroutine that handles offers.
 	nets map[string]*servedPolicy
 }
 
