@@ -54,8 +54,8 @@ rules:
 )
 
 // TestPolicyPush: three nodes run P1; zonenetctl policy push serves P2 to
-// all of them (file, rules, and the cut of a connection P2 forbids); an
-// invalid policy is refused by zonenetctl, and one written straight into
+// all of them (file, rules, and the cut of a connection P2 forbids), and
+// a restarted zonenetd leaves it alone; an invalid policy is refused by zonenetctl, and one written straight into
 // etcd is refused by every node, which keeps P2.
 func TestPolicyPush(t *testing.T) {
 	c := newCluster(t, opts{nodes: 3, policy: policyP1, nodePolicy: true})
@@ -94,6 +94,16 @@ func TestPolicyPush(t *testing.T) {
 				t.Logf("%s: %s", n.name, l)
 			}
 		}
+	}
+
+	// A restarted zonenetd finds P2 in its file already: nothing to install.
+	n1 := c.nodes[0]
+	n1.stop()
+	n1.start()
+	n1.waitHealthy(20 * time.Second)
+	c.waitPolicy(t, policyP2, rev, 5*time.Second)
+	if got := n1.metric("zonenetd_policy_installs_total"); got != 0 {
+		t.Errorf("%s installed the policy it already ran %v times after a restart", n1.name, got)
 	}
 
 	// Refused by zonenetctl: nothing reaches etcd, which still holds P2
