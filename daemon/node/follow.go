@@ -44,7 +44,7 @@ func (d *Daemon) follow(ctx context.Context, store *cluster.Store) {
 			if !ok {
 				return
 			}
-			changed := f.v.apply(ev)
+			changed := f.take(ev)
 			// Take whatever else is already queued: a burst of events
 			// (a relist, a node with its blocks) costs one Reconcile.
 		drain:
@@ -54,7 +54,7 @@ func (d *Daemon) follow(ctx context.Context, store *cluster.Store) {
 					if !ok {
 						return
 					}
-					changed = f.v.apply(ev) || changed
+					changed = f.take(ev) || changed
 				default:
 					break drain
 				}
@@ -65,6 +65,9 @@ func (d *Daemon) follow(ctx context.Context, store *cluster.Store) {
 			if f.v.synced && !f.blocksSynced {
 				f.syncBlocks()
 			}
+			if f.v.synced {
+				f.d.pol.listed()
+			}
 		case <-resync.C:
 			f.repairDevice()
 			if f.v.synced {
@@ -73,6 +76,15 @@ func (d *Daemon) follow(ctx context.Context, store *cluster.Store) {
 			}
 		}
 	}
+}
+
+// take records one event in the picture, and hands policies to the
+// policy server.
+func (f *follower) take(ev cluster.Event) bool {
+	if ev.Policy != nil {
+		f.d.pol.offer(ev)
+	}
+	return f.v.apply(ev)
 }
 
 // syncBlocks brings the node store in line with the cluster's blocks of
