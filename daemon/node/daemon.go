@@ -154,7 +154,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.register(ctx, store); err != nil {
 		return nil
 	}
-	for _, loop := range []func(context.Context, *cluster.Store){d.pingLoop, d.reclaimLoop} {
+	for _, loop := range []func(context.Context, *cluster.Store){d.pingLoop, d.reclaimLoop, d.usageLoop} {
 		bg.Add(1)
 		go func() {
 			defer bg.Done()

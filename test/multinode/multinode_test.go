@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -91,8 +92,24 @@ func TestCrossNode(t *testing.T) {
 			t.Errorf("%s: zonenetd_peers %v, want 2", n.name, got)
 		}
 	}
+	// Each node publishes its containers per zone every few seconds.
+	counted := func(out string) []string {
+		var missing []string
+		for _, z := range c.zones {
+			if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(c.network+"/"+z) + ` +1 +1 +1 +3$`).MatchString(out) {
+				missing = append(missing, z)
+			}
+		}
+		return missing
+	}
 	out := c.status()
+	for deadline := time.Now().Add(15 * time.Second); len(counted(out)) > 0 && time.Now().Before(deadline); out = c.status() {
+		time.Sleep(500 * time.Millisecond)
+	}
 	t.Logf("zonenetctl status:\n%s", out)
+	if missing := counted(out); len(missing) > 0 {
+		t.Errorf("status does not count one container on each of the 3 nodes in zones %v", missing)
+	}
 	if !strings.Contains(out, "NODES: 3 up, 0 down") {
 		t.Errorf("status does not count 3 nodes up")
 	}

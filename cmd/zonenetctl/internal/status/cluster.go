@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -18,6 +19,9 @@ type ClusterView struct {
 	Revision int64
 	Nodes    []cluster.Node
 	Blocks   []cluster.Block
+	// Usages are the container counts each live node publishes (read
+	// right after the listing, not at its revision).
+	Usages []cluster.Usage
 }
 
 // LoadCluster reads nodes and blocks at a single revision: the watch's
@@ -32,6 +36,11 @@ func LoadCluster(ctx context.Context, s *cluster.Store) (ClusterView, error) {
 		case ev.Type == cluster.EventSynced:
 			v.Revision = ev.Revision
 			sortView(&v)
+			u, err := s.Usages(ctx)
+			if err != nil {
+				return v, err
+			}
+			v.Usages = u
 			return v, nil
 		case ev.Type != cluster.EventPut:
 		case ev.Node != nil:
@@ -103,6 +112,40 @@ func WriteCluster(w io.Writer, v ClusterView, now time.Time) error {
 			state = "down"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cell(b.Network), cell(b.Zone), b.Prefix, cell(b.Node), state)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return writeUsage(w, v.Usages)
+}
+
+// writeUsage prints the containers per zone and node, as the nodes last
+// published them (every few seconds).
+func writeUsage(w io.Writer, us []cluster.Usage) error {
+	if len(us) == 0 {
+		return nil
+	}
+	zones := map[string]bool{}
+	for _, u := range us {
+		for z := range u.Containers {
+			zones[z] = true
+		}
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "CONTAINERS PER ZONE")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	head := "ZONE"
+	for _, u := range us {
+		head += "\t" + cell(u.Node)
+	}
+	fmt.Fprintln(tw, head+"\tTOTAL")
+	for _, z := range slices.Sorted(maps.Keys(zones)) {
+		line, total := cell(z), 0
+		for _, u := range us {
+			line += fmt.Sprintf("\t%d", u.Containers[z])
+			total += u.Containers[z]
+		}
+		fmt.Fprintf(tw, "%s\t%d\n", line, total)
 	}
 	return tw.Flush()
 }

@@ -42,3 +42,23 @@ prod     frontend  10.0.1.64/26  sg-1  down
 		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
+
+func TestWriteUsage(t *testing.T) {
+	var b strings.Builder
+	err := writeUsage(&b, []cluster.Usage{
+		{Node: "eu-1", Containers: map[string]int{"prod/frontend": 2, "prod/backend": 1}},
+		{Node: "us-1", Containers: map[string]int{"prod/frontend": 3}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `
+CONTAINERS PER ZONE
+ZONE           eu-1  us-1  TOTAL
+prod/backend   1     0     1
+prod/frontend  2     3     5
+`
+	if b.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
