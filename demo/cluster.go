@@ -271,15 +271,25 @@ func (c *Cluster) Teardown() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var errs []error
+	t := time.Now()
 	for _, d := range c.delayers {
 		if err := d.Stop(); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	if len(c.delayers) > 0 {
+		c.logf("stopped %d delays in %s", len(c.delayers), time.Since(t).Round(time.Millisecond))
+	}
 	c.delayers = nil
 	for _, n := range c.Nodes {
+		t := time.Now()
+		if n.daemon != nil && n.daemon.running() {
+			c.logf("stopping zonenetd on %s (pid %d)", n.Name, n.daemon.pid())
+		}
 		if err := n.daemon.stop(10 * time.Second); err != nil {
 			errs = append(errs, fmt.Errorf("node %s: zonenetd: %w", n.Name, err))
+		} else if n.daemon != nil {
+			c.logf("zonenetd on %s stopped in %s", n.Name, time.Since(t).Round(time.Millisecond))
 		}
 	}
 	// The underlay veth is the demo's, not the plugin's: it goes before
@@ -289,11 +299,22 @@ func (c *Cluster) Teardown() error {
 			errs = append(errs, err)
 		}
 	}
-	for _, n := range c.Nodes {
-		if err := n.Demo.Detach(); err != nil {
-			errs = append(errs, fmt.Errorf("node %s: %w", n.Name, err))
-		}
+	// The nodes share nothing the plugin touches, so they are detached
+	// side by side, as separate machines would be.
+	detached := make([]error, len(c.Nodes))
+	var wg sync.WaitGroup
+	for i, n := range c.Nodes {
+		wg.Go(func() {
+			t := time.Now()
+			if err := n.Demo.Detach(); err != nil {
+				detached[i] = fmt.Errorf("node %s: %w", n.Name, err)
+			} else if n.Demo.NetConf() != nil {
+				c.logf("node %s: containers detached, GC run, nothing left (%s)", n.Name, time.Since(t).Round(time.Millisecond))
+			}
+		})
 	}
+	wg.Wait()
+	errs = append(errs, detached...)
 	for _, n := range c.Nodes {
 		if err := n.Demo.Remove(); err != nil {
 			errs = append(errs, fmt.Errorf("node %s: %w", n.Name, err))

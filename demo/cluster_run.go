@@ -96,6 +96,9 @@ func RunCluster(ctx context.Context, opt ClusterRunOptions) (err error) {
 
 	fmt.Fprintf(out, "\nRound trips between the nodes (TCP request/response through the overlay)\n")
 	rtts := c.measureRTT(ctx, 5)
+	if ctx.Err() != nil {
+		return nil
+	}
 	writeRTT(out, rtts)
 	for _, r := range rtts {
 		if r.err != nil {
@@ -148,6 +151,10 @@ func (c *Cluster) writeMatrices(ctx context.Context, out io.Writer, policyName s
 		wg.Go(func() { ms[i], retried[i] = c.probe(ctx, port, rows, cols) })
 	}
 	wg.Wait()
+	if ctx.Err() != nil {
+		// Cells cut short by the interrupt say nothing about the policy.
+		return nil
+	}
 	fmt.Fprintf(out, "\nReachability across the nodes: TCP connects, rows connect to columns (probed in %s)\n",
 		time.Since(t).Round(time.Millisecond))
 	fmt.Fprintf(out, "Policy: %s; %s is the row's own node\n", policyName, GatewayName)
