@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.Version=$(VERSION)
 BIN     := $(CURDIR)/bin
 CMDS    := zonenet zonenetctl zonenetd
 
-.PHONY: all build setup demo demo-cluster test test-unit test-root test-e2e fuzz bench bench-acl bench-overlay bench-overlay-scale vet clean
+.PHONY: all build setup demo demo-cluster test test-unit test-root test-e2e fuzz bench bench-acl bench-overlay bench-overlay-scale bench-cluster vet clean
 
 all: build
 
@@ -73,6 +73,12 @@ bench-overlay:
 # written, kernel entries; fails when a figure misses its target.
 bench-overlay-scale:
 	test/bench/overlay-scale.sh
+
+# zonenetd's convergence with real etcd: a node joining and dying among
+# three, and one real node among 50 (49 fake registrations); fails when a
+# drop misses the node TTL.
+bench-cluster:
+	test/bench/cluster-bench.sh
 
 clean:
 	rm -rf $(BIN)

@@ -46,6 +46,9 @@ func (bridgeMode) add(p *Plugin, r *request) (res *current.Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.Cluster() && c.MTU == 0 {
+		c.MTU = overlayMTU()
+	}
 	if err := checkIfNameFree(r); err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	"slices"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
 
 	"github.com/zonenet/zonenet/daemon/api"
 	"github.com/zonenet/zonenet/ipam"
@@ -121,4 +122,19 @@ func proxyARPIntact(bridge string, subnet netip.Prefix) bool {
 	}
 	v, err := readSysctl("net/ipv4/conf/" + bridge + "/proxy_arp")
 	return err == nil && v == "1"
+}
+
+// OverlayDevice is the VXLAN device zonenetd makes on every node.
+const OverlayDevice = "zn-vxlan"
+
+// overlayMTU is the MTU a cluster-mode bridge and veth get when the
+// configuration sets none: the overlay device's (underlay MTU - 50), so a
+// container's full-size packet still fits once encapsulated. 0 (the
+// kernel's default) when the daemon has not made the device yet.
+func overlayMTU() int {
+	l, err := netlinksafe.LinkByName(OverlayDevice)
+	if err != nil {
+		return 0
+	}
+	return l.Attrs().MTU
 }

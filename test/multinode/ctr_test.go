@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containernetworking/cni/pkg/types"
+
 	"github.com/zonenet/zonenet/netns"
 	"github.com/zonenet/zonenet/test/cnitest"
 )
@@ -51,6 +53,18 @@ func (n *tnode) addCtr(zone string) *tctr {
 	}
 	n.ctrs = append(n.ctrs, x)
 	return x
+}
+
+// tryAdd runs ADD for a new container in zone and returns the plugin's
+// output or its CNI error, without failing the test.
+func (n *tnode) tryAdd(zone string) ([]byte, *types.Error) {
+	t := n.c.t
+	t.Helper()
+	ns := cnitest.NewNS(t, "znt-mnctr")
+	return cnitest.Exec(t, cnitest.Call{
+		Bin: n.c.bins.Zonenet, Command: "ADD", ContainerID: "ctr-" + cnitest.Unique(t, ""), Netns: ns.Path,
+		IfName: "eth0", Args: "ZONE=" + zone, Config: n.plugin, InNetns: n.ns.Path,
+	})
 }
 
 // serve answers, on port, every line of every connection with the

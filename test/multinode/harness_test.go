@@ -237,7 +237,7 @@ func (c *testCluster) pluginConf(dataDir, socket string) map[string]any {
 	}
 	return map[string]any{
 		"cniVersion": cniVer, "name": c.network, "type": "zonenet",
-		"mode": "bridge", "dataDir": dataDir, "mtu": 1450, "ipMasq": false,
+		"mode": "bridge", "dataDir": dataDir, "ipMasq": false,
 		"store": "etcd", "daemonSocket": socket, "blockSize": blockBits,
 		"zones": zones, "policy": c.policy,
 	}

@@ -51,7 +51,12 @@ func TestCrossNode(t *testing.T) {
 		}
 	}
 	c.waitConverged(10 * time.Second)
+	// No "mtu" in the conflist: the plugin takes the overlay's, the
+	// underlay's 1500 less the 50 bytes of VXLAN encapsulation.
 	for _, x := range ctrs {
+		if mtu := x.ns.Link(t, "eth0").Attrs().MTU; mtu != 1450 {
+			t.Errorf("%s: eth0 MTU %d, want 1450 (underlay 1500 - 50)", x.name, mtu)
+		}
 		for _, p := range matrixPorts {
 			x.serve(t, p)
 		}

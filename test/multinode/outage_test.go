@@ -35,6 +35,15 @@ func TestEtcdOutage(t *testing.T) {
 		n.waitHealth(503, "etcd: unreachable", 10*time.Second)
 	}
 	t.Logf("every node reports etcd unreachable %s after it stopped", time.Since(down).Round(time.Millisecond))
+	// ADD inside a block the node holds needs no etcd; the first ADD of
+	// a zone the node has no block of needs a claim: code 11.
+	n0 := c.nodes[0]
+	n0.addCtr("mgmt")
+	if _, cerr := n0.tryAdd("frontend"); cerr == nil || cerr.Code != 11 {
+		t.Errorf("ADD needing a new block while etcd is down: %v, want CNI code 11", cerr)
+	} else if !strings.Contains(cerr.Msg+cerr.Details, "unreachable") {
+		t.Errorf("code 11 without saying the cluster store is unreachable: %s (%s)", cerr.Msg, cerr.Details)
+	}
 	time.Sleep(2*nodeTTL - time.Since(down))
 	for _, n := range c.nodes {
 		if got := n.snapshot().key(); got != before[n] {
@@ -64,4 +73,6 @@ func TestEtcdOutage(t *testing.T) {
 	for _, p := range probes {
 		p.finish(t)
 	}
+	// Converged: the block the outage refused is claimed now.
+	n0.addCtr("frontend")
 }
