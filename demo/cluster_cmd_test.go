@@ -21,6 +21,18 @@ import (
 	"github.com/zonenet/zonenet/netns"
 )
 
+// builtBins is the directory clusterBinaries built into, removed when the
+// tests end.
+var builtBins string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtBins != "" {
+		_ = os.RemoveAll(builtBins)
+	}
+	os.Exit(code)
+}
+
 // clusterBinaries are zonenet, zonenetd and zonenetctl: from ZONENET_BIN
 // when it holds all three (make test-root builds them), else built once.
 var clusterBinaries = sync.OnceValues(func() (string, error) {
@@ -37,6 +49,7 @@ var clusterBinaries = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	builtBins = dir
 	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	cmd := exec.Command(gobin, "build", "-o", dir+"/", "github.com/zonenet/zonenet/cmd/zonenet",
 		"github.com/zonenet/zonenet/cmd/zonenetd", "github.com/zonenet/zonenet/cmd/zonenetctl")
