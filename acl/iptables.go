@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/zonenet/zonenet/internal/flock"
 )
 
 // Family selects iptables or ip6tables.
@@ -65,29 +65,23 @@ func (e Exec) Lock() (func(), error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("iptables lock: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	t := e.Timeout
+	if t == 0 {
+		t = 30 * time.Second
+	}
+	l, err := flock.Acquire(path, t)
+	if errors.Is(err, flock.ErrTimeout) {
+		return nil, fmt.Errorf("iptables lock %s: held by another process for more than %s: %w", path, t, ErrLockTimeout)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("iptables lock: %w", err)
 	}
-	ctx, cancel := e.ctx()
-	defer cancel()
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("iptables lock %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("iptables lock %s: held by another process for too long", path)
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
+	return l.Unlock, nil
 }
+
+// ErrLockTimeout: another zonenet process held the iptables lock for
+// longer than the timeout; trying again later is the remedy.
+var ErrLockTimeout = errors.New("iptables lock timeout")
 
 func (e Exec) ctx() (context.Context, context.CancelFunc) {
 	t := e.Timeout

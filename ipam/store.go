@@ -11,6 +11,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/zonenet/zonenet/internal/flock"
 )
 
 // DefaultLockTimeout is used by Open when it is given no positive timeout:
@@ -44,7 +46,7 @@ var (
 // called from several goroutines.
 type Store struct {
 	db   *bolt.DB
-	lock *fileLock
+	lock *flock.Lock
 	path string
 	// Now stamps Created on attachments stored without one.
 	Now func() time.Time
@@ -64,8 +66,8 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create directory of store %s: %w", path, err)
 	}
-	lock, err := lockFile(path+".lock", lockTimeout)
-	if errors.Is(err, errLockTimeout) {
+	lock, err := flock.Acquire(path+".lock", lockTimeout)
+	if errors.Is(err, flock.ErrTimeout) {
 		return nil, &lockTimeoutError{path: path, timeout: lockTimeout}
 	}
 	if err != nil {
@@ -73,7 +75,7 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 	}
 	db, err := openBolt(path, lockTimeout)
 	if err != nil {
-		lock.unlock()
+		lock.Unlock()
 		switch {
 		case errors.Is(err, bolterrors.ErrTimeout):
 			return nil, &lockTimeoutError{path: path, timeout: lockTimeout}
@@ -88,7 +90,7 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 	s := &Store{db: db, lock: lock, path: path, Now: time.Now}
 	if err := s.checkSchema(); err != nil {
 		_ = db.Close()
-		lock.unlock()
+		lock.Unlock()
 		return nil, err
 	}
 	return s, nil
@@ -126,7 +128,7 @@ func (s *Store) Close() error {
 	if s == nil || s.db == nil {
 		return nil
 	}
-	defer s.lock.unlock()
+	defer s.lock.Unlock()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store %s: %w", s.path, err)
 	}

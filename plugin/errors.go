@@ -5,6 +5,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/zonenet/zonenet/acl"
 	"github.com/zonenet/zonenet/ipam"
 )
 
@@ -29,7 +30,7 @@ func ToCNI(err error) error {
 		code = c.CNICode()
 	case errors.Is(err, ipam.ErrExhausted), errors.Is(err, ipam.ErrBlocksFull):
 		code = types.ErrTryAgainLater
-	case errors.Is(err, ipam.ErrLockTimeout):
+	case errors.Is(err, ipam.ErrLockTimeout), errors.Is(err, acl.ErrLockTimeout):
 		code = types.ErrTryAgainLater
 	case errors.As(err, &se):
 		code = types.ErrInvalidNetworkConfig

@@ -8,9 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/zonenet/zonenet/cluster"
 	"github.com/zonenet/zonenet/cmd/zonenetctl/internal/status"
-	"github.com/zonenet/zonenet/pki"
 )
 
 const clusterStatusSynopsis = `status --etcd URL[,URL...] --ca FILE --cert FILE --key FILE [--prefix PREFIX] [--timeout D]
@@ -30,38 +28,17 @@ func wantsCluster(args []string) bool {
 
 func runClusterStatus(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("status", clusterStatusSynopsis)
-	endpoints := fs.String("etcd", "", "etcd client URLs, comma-separated (https://HOST:PORT)")
-	ca := fs.String("ca", "", "CA certificate of the cluster")
-	cert := fs.String("cert", "", "client certificate")
-	key := fs.String("key", "", "key of --cert")
-	prefix := fs.String("prefix", cluster.DefaultPrefix, "key prefix of the cluster")
-	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
+	ef := addEtcdFlags(fs)
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
-	if *ca == "" || *cert == "" || *key == "" {
-		fmt.Fprintln(stderr, "zonenetctl status: --ca, --cert and --key are required with --etcd: etcd is reached with mutual TLS only")
+	if err := ef.check(); err != nil {
+		fmt.Fprintf(stderr, "zonenetctl status: %v\n", err)
 		return exitUsage
 	}
-	var eps []string
-	for _, ep := range strings.Split(*endpoints, ",") {
-		if ep = strings.TrimSpace(ep); ep == "" {
-			continue
-		}
-		if !strings.Contains(ep, "://") {
-			ep = "https://" + ep
-		}
-		eps = append(eps, ep)
-	}
-	tlsCfg, err := pki.Files{CA: *ca, Cert: *cert, Key: *key}.ClientConfig()
-	if err != nil {
-		fmt.Fprintf(stderr, "zonenetctl status: %v\n", err)
-		return exitFailed
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), *ef.timeout)
 	defer cancel()
-	store, err := cluster.Open(ctx, cluster.Config{Endpoints: eps, TLS: tlsCfg, Prefix: *prefix,
-		DialTimeout: *timeout, RequestTimeout: *timeout})
+	store, err := ef.open(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "zonenetctl status: %v\n", err)
 		return exitFailed

@@ -32,7 +32,7 @@ Commands:
   certs     make the cluster's TLS material: a CA (certs ca) and node certificates (certs node)
   cleanup   remove every chain, ipset and bridge of zonenet's from this host (uninstall)
   demo      build the reference zone topology in network namespaces, probe it, tear it down
-  policy    check a policy document (policy check FILE) or install it (policy apply)
+  policy    check a policy document (policy check FILE), install it (policy apply) or serve it cluster-wide (policy push)
   status    list the attachments recorded in a node's store, or with --etcd the cluster's nodes and blocks
   version   print the version
 

@@ -14,6 +14,7 @@ import (
 
 const policyUsage = `Usage: zonenetctl policy check FILE [--zones-from CONFLIST]
        zonenetctl policy apply --conflist FILE [--policy FILE]
+       zonenetctl policy push --etcd URL --ca F --cert F --key F --conflist FILE [--policy FILE]
 
 Validates a policy document (YAML or JSON) and prints what may reach what.
 Exit status: 0 valid, 1 invalid or unreadable (every error is printed),
@@ -48,6 +49,8 @@ func runPolicy(args []string, stdout, stderr io.Writer) int {
 		return runPolicyCheck(args[1:], stdout, stderr)
 	case "apply":
 		return runPolicyApply(args[1:], stdout, stderr)
+	case "push":
+		return runPolicyPush(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "zonenetctl policy: unknown command %q\n\n%s", args[0], policyUsage)
 	return exitUsage

@@ -2,7 +2,8 @@
 // cluster: it keeps the node registered in etcd, programs the VXLAN overlay
 // towards the other live nodes and their address blocks, frees the blocks
 // of nodes that stayed dead past a grace period, claims blocks for the
-// plugin over a local socket, and serves health and metrics on localhost.
+// plugin over a local socket, installs the policy pushed to etcd for each
+// of its networks, and serves health and metrics on localhost.
 //
 // It lives apart from package daemon, which the plugin uses to reach it:
 // the etcd client and its gRPC stack must not be linked into (and

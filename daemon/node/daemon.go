@@ -28,6 +28,7 @@ type Daemon struct {
 	tls     *tls.Config // client side towards etcd
 	st      *state
 	dp      *dataplane
+	pol     *policyServer
 
 	// Set by Run before anything else reads them.
 	underlay netip.Addr
@@ -55,6 +56,7 @@ func New(cfg Config, log *slog.Logger, version string) (*Daemon, error) {
 	for _, n := range nets {
 		d.served[n.conf.Name] = true
 	}
+	d.pol = newPolicyServer(nets, d.st, log)
 	if d.dataDir = cfg.DataDir; d.dataDir == "" {
 		if d.dataDir, err = shared(nets, "dataDir", func(c *conf.NetConf) string { return c.DataDir }); err != nil {
 			return nil, fmt.Errorf("%w (or set %s)", err, optName("data-dir"))
@@ -87,6 +89,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			Underlay: d.underlay, MTU: d.cfg.VXLANMTU, NodeName: d.cfg.NodeName},
 		guard: acl.VXLANGuard{Port: d.cfg.VXLANPort, PeerSet: overlay.DefaultPeerSet},
 		ipt:   acl.Exec{},
+		quick: acl.Exec{Timeout: 2 * time.Second},
 	}
 	log := d.log.With("node", d.cfg.NodeName)
 	log.Info("starting", "version", d.version, "underlay", d.underlay, "underlayDevice", dev,
@@ -158,6 +161,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 			loop(ctx, store)
 		}()
 	}
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		d.pol.run(ctx, d.cfg.Resync)
+	}()
 	d.follow(ctx, store)
 	return nil
 }

@@ -18,6 +18,10 @@ type dataplane struct {
 	cfg   overlay.Config
 	guard acl.VXLANGuard
 	ipt   acl.Runner
+	// quick is ipt with a short lock timeout, for the periodic repair:
+	// the loop that applies the cluster's changes must not wait behind a
+	// burst of plugin execs holding the host's iptables lock.
+	quick acl.Runner
 }
 
 // ensure makes the VXLAN device, the peer set and the guard that keeps the
@@ -25,11 +29,24 @@ type dataplane struct {
 // write, so on a restart nothing that is right is rewritten (rewriting the
 // device's MAC would flush the neighbour entries of every peer).
 func (d *dataplane) ensure() (overlay.Device, overlay.Changes, error) {
+	return d.ensureWith(d.ipt)
+}
+
+// repair is ensure for the periodic check: when the iptables lock is
+// busy it gives up quickly with an error wrapping acl.ErrLockTimeout.
+func (d *dataplane) repair() (overlay.Device, overlay.Changes, error) {
+	if d.quick == nil {
+		return d.ensure()
+	}
+	return d.ensureWith(d.quick)
+}
+
+func (d *dataplane) ensureWith(ipt acl.Runner) (overlay.Device, overlay.Changes, error) {
 	dev, ch, err := overlay.Ensure(d.cfg)
 	if err != nil {
 		return dev, ch, err
 	}
-	if err := acl.EnsureVXLANGuard(d.ipt, d.guard); err != nil {
+	if err := acl.EnsureVXLANGuard(ipt, d.guard); err != nil {
 		return dev, ch, fmt.Errorf("vxlan guard: %w", err)
 	}
 	return dev, ch, nil

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/zonenet/zonenet/acl"
 	"github.com/zonenet/zonenet/cluster"
 	"github.com/zonenet/zonenet/overlay"
 )
@@ -43,7 +44,7 @@ func (d *Daemon) follow(ctx context.Context, store *cluster.Store) {
 			if !ok {
 				return
 			}
-			changed := f.v.apply(ev)
+			changed := f.take(ev)
 			// Take whatever else is already queued: a burst of events
 			// (a relist, a node with its blocks) costs one Reconcile.
 		drain:
@@ -53,7 +54,7 @@ func (d *Daemon) follow(ctx context.Context, store *cluster.Store) {
 					if !ok {
 						return
 					}
-					changed = f.v.apply(ev) || changed
+					changed = f.take(ev) || changed
 				default:
 					break drain
 				}
@@ -64,6 +65,9 @@ func (d *Daemon) follow(ctx context.Context, store *cluster.Store) {
 			if f.v.synced && !f.blocksSynced {
 				f.syncBlocks()
 			}
+			if f.v.synced {
+				f.d.pol.listed()
+			}
 		case <-resync.C:
 			f.repairDevice()
 			if f.v.synced {
@@ -72,6 +76,15 @@ func (d *Daemon) follow(ctx context.Context, store *cluster.Store) {
 			}
 		}
 	}
+}
+
+// take records one event in the picture, and hands policies to the
+// policy server.
+func (f *follower) take(ev cluster.Event) bool {
+	if ev.Policy != nil {
+		f.d.pol.offer(ev)
+	}
+	return f.v.apply(ev)
 }
 
 // syncBlocks brings the node store in line with the cluster's blocks of
@@ -104,7 +117,10 @@ func (f *follower) syncBlocks() {
 // when they are right.
 func (f *follower) repairDevice() {
 	d := f.d
-	dev, ch, err := d.dp.ensure()
+	dev, ch, err := d.dp.repair()
+	if errors.Is(err, acl.ErrLockTimeout) {
+		return // plugin execs hold the host's iptables: next round
+	}
 	d.st.dataplane(err)
 	if err != nil {
 		return

@@ -68,6 +68,13 @@ func (s *state) writeMetrics(w io.Writer, node, version string) {
 	m.counter("zonenetd_reconcile_errors_total", "Reconciles that could not program every peer.", s.reconcileErrors)
 	m.counter("zonenetd_overlay_changes_total", "Netlink writes made by reconciles (0 while nothing changes).", s.changes)
 	m.counter("zonenetd_reclaimed_blocks_total", "Blocks of dead nodes this node freed.", s.reclaimed)
+	m.header("zonenetd_policy_revision", "gauge", "etcd revision of the cluster's policy document this node runs, per network.")
+	for _, n := range sortedKeys(s.policyRev) {
+		m.sample("zonenetd_policy_revision", float64(s.policyRev[n]), "network", n)
+	}
+	m.counter("zonenetd_policy_installs_total", "Policies from etcd installed in the filter table.", s.policyInstalls)
+	m.counter("zonenetd_policy_install_errors_total", "Installs of a policy from etcd that failed.", s.policyErrors)
+	m.counter("zonenetd_policy_refused_total", "Policy documents in etcd this node refused (invalid, or no policy key).", s.policyRefused)
 }
 
 func ownCounts(s *state) map[zoneKey]int {

@@ -13,6 +13,7 @@ import (
 type network struct {
 	path string
 	conf *conf.NetConf
+	raw  []byte // the conflist as read, for plugin.ApplyPolicy
 }
 
 // loadNetworks reads the zonenet entry of every conflist. Each must be in
@@ -44,7 +45,7 @@ func loadNetworks(paths []string) ([]network, error) {
 				return nil, fmt.Errorf("conflist %s: subnet %s of network %s overlaps %s of network %s (%s)", p, b, c.Name, a, o.conf.Name, o.path)
 			}
 		}
-		out = append(out, network{path: p, conf: c})
+		out = append(out, network{path: p, conf: c, raw: data})
 	}
 	return out, nil
 }

@@ -36,12 +36,21 @@ type state struct {
 	reconcileErrors  uint64
 	changes          uint64
 	reclaimed        uint64
+
+	// The cluster's policy per network: the etcd revision of the document
+	// the node runs, and why the last install failed ("" when it did not).
+	policyRev      map[string]int64
+	policyErr      map[string]string
+	policyInstalls uint64
+	policyErrors   uint64
+	policyRefused  uint64
 }
 
 type zoneKey struct{ network, zone string }
 
 func newState(log *slog.Logger) *state {
-	return &state{log: log, now: time.Now, clusterBlocks: map[zoneKey]int{}}
+	return &state{log: log, now: time.Now, clusterBlocks: map[zoneKey]int{},
+		policyRev: map[string]int64{}, policyErr: map[string]string{}}
 }
 
 // etcd records the outcome of a contact with etcd and logs when the
@@ -174,5 +183,38 @@ func (s *state) healthy() (bool, []string) {
 	if s.lastReconcileErr != "" {
 		why = append(why, "reconcile: "+s.lastReconcileErr)
 	}
+	for _, n := range sortedKeys(s.policyErr) {
+		why = append(why, "policy of network "+n+": "+s.policyErr[n])
+	}
 	return len(why) == 0, why
+}
+
+// policyInPlace records that the node runs revision rev of a network's
+// policy without installing it (the file already held it).
+func (s *state) policyInPlace(network string, rev int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.policyRev[network] = rev
+	delete(s.policyErr, network)
+}
+
+func (s *state) policyInstalled(network string, rev int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.policyRev[network] = rev
+	delete(s.policyErr, network)
+	s.policyInstalls++
+}
+
+func (s *state) policyFailed(network string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.policyErr[network] = "install failed: " + err.Error()
+	s.policyErrors++
+}
+
+func (s *state) policyRefusedOne() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.policyRefused++
 }

@@ -59,6 +59,10 @@ type testCluster struct {
 	policy   string // file
 	grace    time.Duration
 	nodes    []*tnode
+
+	// nodePolicy: each node has its own copy of policy, as separate
+	// machines do, rather than the one file all share.
+	nodePolicy bool
 }
 
 // opts shape a test's cluster.
@@ -67,6 +71,8 @@ type opts struct {
 	policy string
 	// grace is the nodes' reclaim grace; 0 leaves zonenetd's default.
 	grace time.Duration
+
+	nodePolicy bool
 }
 
 // newCluster makes the underlay, etcd and the nodes with zonenetd running
@@ -76,7 +82,7 @@ func newCluster(t *testing.T, o opts) *testCluster {
 	cnitest.RequireRoot(t)
 	c := &testCluster{t: t, bins: cnitest.Build(t), zonenetd: buildDaemon(t), ulNet: cnitest.Subnet4(t),
 		network: cnitest.Unique(t, "mn"), zones: []string{"frontend", "backend", "mgmt"},
-		subnets: map[string]netip.Prefix{}, pkiDir: t.TempDir(), grace: o.grace}
+		subnets: map[string]netip.Prefix{}, pkiDir: t.TempDir(), grace: o.grace, nodePolicy: o.nodePolicy}
 	if c.bins.Ctl == "" {
 		t.Fatal("zonenetctl is not part of the build")
 	}

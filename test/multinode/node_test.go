@@ -32,6 +32,7 @@ type tnode struct {
 	ns       *cnitest.NS
 	plugin   []byte // the plugin configuration the runtime passes
 	conflist string
+	policy   string // the policy file its conflist names
 	files    pki.Files
 	// args are added to zonenetd's command line at the next start.
 	args  []string
@@ -54,6 +55,14 @@ func (c *testCluster) newNode(name string, underlay netip.Addr) *tnode {
 	n := &tnode{c: c, name: name, underlay: underlay, dir: c.t.TempDir()}
 	files := c.issue(name)
 	plugin := c.pluginConf(filepath.Join(n.dir, "data"), filepath.Join(n.dir, "zonenetd.sock"))
+	n.policy = c.policy
+	if c.nodePolicy {
+		n.policy = filepath.Join(n.dir, "policy.yaml")
+		if err := os.WriteFile(n.policy, []byte(readFile(c.t, c.policy)), 0o644); err != nil {
+			c.t.Fatal(err)
+		}
+		plugin["policy"] = n.policy
+	}
 	var err error
 	if n.plugin, err = json.Marshal(plugin); err != nil {
 		c.t.Fatal(err)

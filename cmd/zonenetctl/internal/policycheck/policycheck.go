@@ -24,19 +24,27 @@ type Result struct {
 // (nil: the policy's own). The error is for files that cannot be read;
 // an invalid policy is reported in Result.Errors.
 func Check(path string, zones []conf.Zone) (Result, error) {
+	_, r, err := Read(path, zones)
+	return r, err
+}
+
+// Read is Check that also returns the bytes it checked, so that what a
+// caller stores is exactly what was validated, whatever happens to the
+// file afterwards.
+func Read(path string, zones []conf.Zone) ([]byte, Result, error) {
 	data, err := readLimited(path, conf.MaxPolicySize)
 	if err != nil {
-		return Result{}, err
+		return nil, Result{}, err
 	}
 	p, warns, err := conf.ParsePolicy(data, zones)
 	if err != nil {
 		var pe conf.PolicyErrors
 		if !errors.As(err, &pe) {
-			return Result{}, err
+			return nil, Result{}, err
 		}
-		return Result{Errors: pe}, nil
+		return data, Result{Errors: pe}, nil
 	}
-	return Result{Policy: p, Warnings: warns}, nil
+	return data, Result{Policy: p, Warnings: warns}, nil
 }
 
 func readLimited(path string, max int64) ([]byte, error) {
