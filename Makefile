@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.Version=$(VERSION)
 BIN     := $(CURDIR)/bin
 CMDS    := zonenet zonenetctl zonenetd
 
-.PHONY: all build setup demo test test-unit test-root test-e2e fuzz bench bench-acl bench-overlay bench-overlay-scale bench-cluster vet clean
+.PHONY: all build setup demo demo-cluster test test-unit test-root test-e2e fuzz bench bench-acl bench-overlay bench-overlay-scale bench-cluster vet clean
 
 all: build
 
@@ -23,6 +23,11 @@ setup:
 # The reference topology in network namespaces on this machine.
 demo: build
 	$(BIN)/zonenetctl demo --zonenet $(BIN)/zonenet
+
+# The same network on three nodes continents apart, with etcd and a
+# zonenetd per node, all in network namespaces on this machine.
+demo-cluster: build
+	$(BIN)/zonenetctl demo --nodes 3 --zonenet $(BIN)/zonenet --zonenetd $(BIN)/zonenetd
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -50,6 +52,9 @@ type Config struct {
 	Parallel bool
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+	// NetConfExtra are keys added to the plugin configuration, for what
+	// the topology does not describe: cluster mode's store and socket.
+	NetConfExtra map[string]any
 }
 
 // Container is one demo container and what the plugin gave it.
@@ -180,6 +185,16 @@ func (d *Demo) logf(format string, args ...any) { fmt.Fprintf(d.cfg.Log, format+
 // plugin and starts the listeners. It runs once; on error the caller still
 // calls Teardown.
 func (d *Demo) Setup(ctx context.Context) error {
+	if err := d.Prepare(ctx); err != nil {
+		return err
+	}
+	return d.Attach(ctx)
+}
+
+// Prepare is the first half of Setup: the data directory, the plugin
+// configuration and the namespaces, with nothing attached yet, so that a
+// caller can bring up what the host needs first (a node daemon).
+func (d *Demo) Prepare(ctx context.Context) error {
 	d.mu.Lock()
 	again := d.dataDirSet || len(d.nsMade) > 0
 	d.mu.Unlock()
@@ -203,6 +218,9 @@ func (d *Demo) Setup(ctx context.Context) error {
 	if d.conf, err = d.topo.NetConf(dir, policyPath); err != nil {
 		return err
 	}
+	if d.conf, err = mergeConf(d.conf, d.cfg.NetConfExtra); err != nil {
+		return err
+	}
 
 	if err := d.makeNetns(d.hostName); err != nil {
 		return err
@@ -216,11 +234,36 @@ func (d *Demo) Setup(ctx context.Context) error {
 		}
 	}
 	d.logf("created %d namespaces; host is %s", len(d.Containers)+1, d.hostName)
+	return nil
+}
 
+// Attach is the second half of Setup: every container through the plugin,
+// then the listeners.
+func (d *Demo) Attach(ctx context.Context) error {
+	if d.conf == nil {
+		return errors.New("demo: Attach before Prepare")
+	}
 	if err := d.attachAll(ctx); err != nil {
 		return err
 	}
 	return d.listen()
+}
+
+// NetConf returns the plugin configuration the containers are attached
+// with (nil before Prepare).
+func (d *Demo) NetConf() []byte { return d.conf }
+
+// mergeConf adds extra's keys to a rendered plugin configuration.
+func mergeConf(conf []byte, extra map[string]any) ([]byte, error) {
+	if len(extra) == 0 {
+		return conf, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(conf, &m); err != nil {
+		return nil, fmt.Errorf("demo configuration: %w", err)
+	}
+	maps.Copy(m, extra)
+	return json.Marshal(m)
 }
 
 func (d *Demo) makeNetns(name string) error {

@@ -21,6 +21,13 @@ import (
 // every step even when one fails, and returns all failures. What succeeded
 // is forgotten, so calling it again only retries what is left.
 func (d *Demo) Teardown() error {
+	return errors.Join(d.Detach(), d.Remove())
+}
+
+// Detach is the first half of Teardown: listeners, DEL of every container,
+// GC and the checks that nothing was left behind. The namespaces stay, so
+// a caller can stop what it runs in them before Remove.
+func (d *Demo) Detach() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	// Not the caller's context: teardown must run after an interrupt.
@@ -57,7 +64,15 @@ func (d *Demo) Teardown() error {
 			errs = append(errs, err)
 		}
 	}
+	return errors.Join(errs...)
+}
 
+// Remove is the second half of Teardown: the namespaces and the data
+// directory.
+func (d *Demo) Remove() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
 	var left []string
 	for i := len(d.nsMade) - 1; i >= 0; i-- {
 		if err := netns.Delete(d.nsMade[i]); err != nil {

@@ -115,6 +115,7 @@ func parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (int, bool
 }
 
 const demoSynopsis = `demo [--zonenet PATH] [--policy FILE|none] [--ports LIST] [--keep] [--parallel]
+     [--nodes 3 [--zonenetd PATH] [--delay=false]]
 
 Builds the reference topology inside network namespaces only: one namespace
 plays the host, and seven containers sit in three zones (frontend
@@ -132,7 +133,21 @@ behind, or the matrix differs from the expected policy. Needs root.
 
 The plugin is --zonenet when given, else "zonenet" next to this program,
 else "zonenet" in PATH. Namespaces are named zndemo-*-<pid>; after a kill -9,
-remove leftovers with: ip netns list | grep ^zndemo- `
+remove leftovers with: ip netns list | grep ^zndemo-
+
+With --nodes 3 the same network runs as a cluster: an underlay namespace
+with a bridge and etcd (mutual TLS, certificates made for the run), and
+three node namespaces (eu, us, ap), each with its own zonenetd (--zonenetd,
+else "zonenetd" next to this program, in ./bin or in PATH) and containers of
+every zone attached through the plugin with "store": "etcd". --delay (on by
+default) puts the nodes continents apart on the underlay (eu-us 40 ms,
+eu-ap 90 ms, us-ap 70 ms one way). Prints the nodes (zonenetctl status
+--etcd), the attachments, the round trips between the nodes and the matrix
+across all of them against the policy, then stops every process it started
+and removes everything; exits non-zero if the matrix differs from the
+policy or a round trip is shorter than its delay. Needs etcd (make setup).
+Namespaces are named zncl-*-<pid>; the daemons die with the demo, but after
+a kill -9 remove leftover namespaces with: ip netns list | grep ^zncl-`
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("demo", demoSynopsis)
@@ -141,9 +156,16 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	parallel := fs.Bool("parallel", false, "attach the containers concurrently")
 	ports := fs.String("ports", "8080,3306", "comma-separated TCP ports every container listens on and the demo probes")
 	policyArg := fs.String("policy", "", `policy file to install ("none": no policy; default: the built-in reference policy)`)
-	timeout := fs.Duration("dial-timeout", time.Second, "timeout of one reachability probe")
+	timeout := fs.Duration("dial-timeout", 0, "timeout of one reachability probe (default 1s, with --nodes 3 2s)")
+	nodes := fs.Int("nodes", 1, "1: everything on one host; 3: a cluster of three nodes with etcd and a zonenetd each")
+	zonenetd := fs.String("zonenetd", "", "path of the zonenetd binary (--nodes 3)")
+	delay := fs.Bool("delay", true, "with --nodes 3: delay the underlay between the nodes as if continents apart")
 	if code, ok := parse(fs, args, stdout, stderr); !ok {
 		return code
+	}
+	if *nodes != 1 && *nodes != 3 {
+		fmt.Fprintf(stderr, "zonenetctl demo: --nodes %d: the demo has one node or three\n", *nodes)
+		return exitUsage
 	}
 	portList, err := parsePorts(*ports)
 	if err != nil {
@@ -176,6 +198,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "zonenetctl demo: %v\n", err)
 		return exitFailed
+	}
+	if *nodes == 3 {
+		return runClusterDemo(ctx, clusterDemo{plugin: path, zonenetd: *zonenetd, delay: *delay, keep: *keep,
+			ports: portList, policy: policy, policyName: policyName, dialTimeout: *timeout}, stdout, stderr)
+	}
+	if *timeout == 0 {
+		*timeout = time.Second
 	}
 	err = demo.Run(ctx, demo.RunOptions{
 		Config: demo.Config{
