@@ -91,16 +91,13 @@ func names(nets []network) []string {
 
 // mtuAdvice says, for each network whose containers would get a larger MTU
 // than the overlay carries, what to set. Nothing is changed: the plugin
-// applies the conflist's "mtu" to bridges and veths.
+// applies the conflist's "mtu" to bridges and veths, or, without one, the
+// overlay device's.
 func mtuAdvice(nets []network, overlayMTU int) []string {
 	var out []string
 	for _, n := range nets {
-		switch m := n.conf.MTU; {
-		case m == 0:
-			out = append(out, fmt.Sprintf("network %s (%s): \"mtu\" is not set, so containers get the kernel's default (1500), more than the overlay's %d: cross-node packets above %d bytes are dropped; set \"mtu\": %d",
-				n.conf.Name, n.path, overlayMTU, overlayMTU, overlayMTU))
-		case m > overlayMTU:
-			out = append(out, fmt.Sprintf("network %s (%s): \"mtu\" %d is more than the overlay's %d: cross-node packets above %d bytes are dropped; set \"mtu\": %d",
+		if m := n.conf.MTU; m > overlayMTU {
+			out = append(out, fmt.Sprintf("network %s (%s): \"mtu\" %d is more than the overlay's %d: cross-node packets above %d bytes are dropped; set \"mtu\": %d or leave it out",
 				n.conf.Name, n.path, m, overlayMTU, overlayMTU, overlayMTU))
 		}
 	}

@@ -154,6 +154,7 @@ func parseStatusBlocks(out, network, zone string) ([]cluster.Block, error) {
 		}
 		return nil, fmt.Errorf("no block table in zonenetctl status:\n%s", out)
 	}
+	table, _, _ = strings.Cut(table, "\n\n") // the containers table follows
 	var blocks []cluster.Block
 	for i, l := range strings.Split(strings.TrimSpace(table), "\n") {
 		f := strings.Fields(l)
