@@ -22,7 +22,7 @@ import (
 // test ends.
 func EchoTCP(t testing.TB, ns *NS, addr, tag string) string {
 	t.Helper()
-	return serveTCP(t, ns, addr, func(c net.Conn) {
+	return ServeTCP(t, ns, addr, func(c net.Conn) {
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		line, err := bufio.NewReader(c).ReadString('\n')
 		if err != nil {
@@ -32,10 +32,10 @@ func EchoTCP(t testing.TB, ns *NS, addr, tag string) string {
 	})
 }
 
-// serveTCP listens in the namespace at addr and hands each connection to
+// ServeTCP listens in the namespace at addr and hands each connection to
 // handle on its own goroutine, closing it afterwards; the listener closes
 // when the test ends. It returns the address it listens on.
-func serveTCP(t testing.TB, ns *NS, addr string, handle func(net.Conn)) string {
+func ServeTCP(t testing.TB, ns *NS, addr string, handle func(net.Conn)) string {
 	t.Helper()
 	l, err := netns.ListenTCP(ns.Path, addr)
 	if err != nil {
@@ -166,7 +166,7 @@ func ExpectNoTCP(t testing.TB, ns *NS, addr string) {
 // the source address it came from, as the server saw it (after any NAT).
 func WhoAmITCP(t testing.TB, ns *NS, addr string) string {
 	t.Helper()
-	return serveTCP(t, ns, addr, func(c net.Conn) {
+	return ServeTCP(t, ns, addr, func(c net.Conn) {
 		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 		_, _ = io.WriteString(c, host+"\n")
 	})

@@ -35,20 +35,7 @@ const openDefaults = "version: 1\ndefaults: {intraZone: allow, interZone: allow,
 // holdTCP accepts connections in ns and keeps them open until the test
 // ends.
 func holdTCP(t *testing.T, ns *cnitest.NS, addr string) {
-	l, err := netns.ListenTCP(ns.Path, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
+	cnitest.ServeTCP(t, ns, addr, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
 }
 
 // TestConnectionLimit: with maxConnections 3, a container's fourth

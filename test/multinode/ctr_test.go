@@ -72,33 +72,19 @@ func (n *tnode) tryAdd(zone string) ([]byte, *types.Error) {
 // server for long-lived probes and one-shot connects alike.
 func (x *tctr) serve(t *testing.T, port int) {
 	t.Helper()
-	l, err := netns.ListenTCP(x.ns.Path, netip.AddrPortFrom(x.ip, uint16(port)).String())
-	if err != nil {
-		t.Fatalf("listen in %s: %v", x.name, err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
+	cnitest.ServeTCP(t, x.ns, netip.AddrPortFrom(x.ip, uint16(port)).String(), func(c net.Conn) {
+		r := bufio.NewReader(c)
 		for {
-			c, err := l.Accept()
+			_ = c.SetDeadline(time.Now().Add(time.Minute))
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					_ = c.SetDeadline(time.Now().Add(time.Minute))
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if _, err := fmt.Fprintf(c, "%s:%s", x.name, line); err != nil {
-						return
-					}
-				}
-			}()
+			if _, err := fmt.Fprintf(c, "%s:%s", x.name, line); err != nil {
+				return
+			}
 		}
-	}()
+	})
 }
 
 // talk connects from x to addr, sends one line and returns the tag of the

@@ -4,6 +4,7 @@ package netdelay
 
 import (
 	"io"
+	"net"
 	"net/netip"
 	"runtime"
 	"slices"
@@ -31,24 +32,9 @@ func newPair(t *testing.T) *pair {
 	sub := cnitest.Subnet4(t)
 	p.ipA, p.ipB = cnitest.Nth(sub, 1), cnitest.Nth(sub, 2)
 	p.vethA, p.vethB = cnitest.Connect(t, p.a, netip.PrefixFrom(p.ipA, 24).String(), p.b, netip.PrefixFrom(p.ipB, 24).String())
-	l, err := netns.ListenTCP(p.b.Path, netip.AddrPortFrom(p.ipB, 0).String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.CopyBuffer(c, c, make([]byte, 1))
-			}()
-		}
-	}()
-	p.echo = l.Addr().String()
+	p.echo = cnitest.ServeTCP(t, p.b, netip.AddrPortFrom(p.ipB, 0).String(), func(c net.Conn) {
+		_, _ = io.CopyBuffer(c, c, make([]byte, 1))
+	})
 	return p
 }
 
