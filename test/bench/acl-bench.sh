@@ -33,58 +33,26 @@ CONC=${CONC:-4}
 OUT=${OUT:-}
 PORT=8080
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-
-if [[ $(id -u) -ne 0 ]]; then
-	echo "acl-bench: needs root (network namespaces, bridges, iptables)" >&2
-	exit 1
-fi
-for tool in ip iptables iptables-save go; do
-	command -v "$tool" >/dev/null || { echo "acl-bench: $tool not found" >&2; exit 1; }
-done
-
-tmp=$(mktemp -d /tmp/znab.XXXXXX)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init acl-bench "network namespaces, bridges, iptables" ip iptables iptables-save go
 prefix="znab-$$"
-nss=()
-driver_pid=
 failed=0
-
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	# The driver's server child exits when the driver's end of its stdin
-	# closes, so stopping the driver stops both.
-	if [[ -n $driver_pid ]] && kill -0 "$driver_pid" 2>/dev/null; then
-		kill "$driver_pid" 2>/dev/null || true
-		wait "$driver_pid" 2>/dev/null || true
-	fi
-	# Deleting a namespace takes its bridges, veths and rules with it.
-	for ns in "${nss[@]}"; do
-		ip netns del "$ns" 2>/dev/null || true
-	done
-	rm -rf "$tmp"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 log() { echo "acl-bench: $*" >&2; }
 
 mkns() {
 	ip netns add "$1"
-	nss+=("$1")
+	bench_ns+=("$1")
 	ip netns exec "$1" ip link set lo up
 }
 
 delns() {
 	ip netns del "$1"
 	local keep=()
-	for ns in "${nss[@]}"; do
+	for ns in "${bench_ns[@]}"; do
 		[[ $ns == "$1" ]] || keep+=("$ns")
 	done
-	nss=("${keep[@]}")
+	bench_ns=("${keep[@]}")
 }
 
 # --- build -------------------------------------------------------------

@@ -30,38 +30,10 @@ PEERS=${PEERS:-50}
 ROUNDS=${ROUNDS:-3}
 OUT=${OUT:-}
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-
-if [[ $(id -u) -ne 0 ]]; then
-	echo "cluster-bench: needs root (network namespaces, VXLAN devices)" >&2
-	exit 1
-fi
-for tool in ip go etcd; do
-	command -v "$tool" >/dev/null || { echo "cluster-bench: $tool not found (make setup installs etcd)" >&2; exit 1; }
-done
-
 tag=$$
-tmp=$(mktemp -d /tmp/znclbench.XXXXXX)
-driver_pid=
-
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	if [[ -n $driver_pid ]] && kill -0 "$driver_pid" 2>/dev/null; then
-		kill "$driver_pid" 2>/dev/null || true
-		wait "$driver_pid" 2>/dev/null || true
-	fi
-	# Only this run's namespaces: the tag is this script's PID.
-	for ns in $(ip netns list | awk '{print $1}' | grep "^zncb-$tag-" || true); do
-		ip netns del "$ns" 2>/dev/null || true
-	done
-	rm -rf "$tmp"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_ns_prefix="zncb-$tag-" # this run's namespaces, named by the driver
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init cluster-bench "network namespaces, VXLAN devices" ip go etcd
 
 echo "cluster-bench: building zonenetd and the driver" >&2
 (cd "$repo" && CGO_ENABLED=0 go build -o "$tmp/zonenetd" ./cmd/zonenetd &&
@@ -70,9 +42,6 @@ echo "cluster-bench: building zonenetd and the driver" >&2
 args=(-tag "$tag" -zonenetd "$tmp/zonenetd" -ttl "$TTL" -peers "$PEERS" -rounds "$ROUNDS")
 [[ -n $OUT ]] && args+=(-out "$OUT")
 echo "cluster-bench: measuring (TTL $TTL, $PEERS nodes, $ROUNDS rounds)" >&2
-"$tmp/clusterbench" "${args[@]}" &
-driver_pid=$!
 rc=0
-wait "$driver_pid" || rc=$?
-driver_pid=
+bench_driver "$tmp/clusterbench" "${args[@]}" || rc=$?
 exit "$rc"

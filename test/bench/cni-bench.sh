@@ -28,44 +28,12 @@ REF_VERSION=${REF_VERSION:-v1.10.0}
 OUT=${OUT:-}
 POLICY=${POLICY:-}
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [[ -n $POLICY ]]; then
 	[[ -r $POLICY ]] || { echo "cni-bench: POLICY=$POLICY: not a readable file" >&2; exit 1; }
 	policy_file=$(readlink -f "$POLICY")
 fi
-repo=$(cd "$here/../.." && pwd)
-
-if [[ $(id -u) -ne 0 ]]; then
-	echo "cni-bench: needs root (network namespaces, bridges, iptables)" >&2
-	exit 1
-fi
-for tool in ip iptables go; do
-	command -v "$tool" >/dev/null || { echo "cni-bench: $tool not found" >&2; exit 1; }
-done
-
-tmp=$(mktemp -d /tmp/znbench.XXXXXX)
-hostns=()
-driver_pid=
-
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	if [[ -n $driver_pid ]] && kill -0 "$driver_pid" 2>/dev/null; then
-		kill "$driver_pid" 2>/dev/null || true
-		wait "$driver_pid" 2>/dev/null || true
-	fi
-	# Deleting a host namespace takes its bridges, veth ends, rules and
-	# sysctls with it. Container namespaces are pinned only inside the
-	# driver's private mount namespace and went away with the driver.
-	for ns in "${hostns[@]}"; do
-		ip netns del "$ns" 2>/dev/null || true
-	done
-	rm -rf "$tmp"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init cni-bench "network namespaces, bridges, iptables" ip iptables go
 
 log() { echo "cni-bench: $*" >&2; }
 
@@ -150,7 +118,7 @@ targets=()
 add_target() { # LABEL BINDIR
 	local ns="znbench-host-$$-$1"
 	ip netns add "$ns"
-	hostns+=("$ns")
+	bench_ns+=("$ns")
 	ip netns exec "$ns" ip link set lo up
 	mkdir -p "$tmp/$1"
 	targets+=("$1:$tmp/$1.conflist:$2:/run/netns/$ns:$tmp/res/$1.json")
@@ -179,7 +147,7 @@ if ((${#targets[@]} > 0)); then
 	# The driver itself also lives in a bench namespace (and in the private
 	# mount namespace ip-netns-exec gives it, which holds the container
 	# netns pins and dies with it).
-	ip netns exec "${hostns[0]}" "$tmp/cnibench" run \
+	ip netns exec "${bench_ns[0]}" "$tmp/cnibench" run \
 		-nsdir "$tmp/netns" -outer-netns "/proc/$$/ns/net" \
 		-ops "$OPS" -par "$PAR" -existing "$EXISTING" -pairs "$PAIRS" \
 		"${targets[@]}" &

@@ -22,38 +22,10 @@ PINGS=${PINGS:-2000}
 OUT=${OUT:-}
 VERBOSE=${VERBOSE:-0}
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-
-if [[ $(id -u) -ne 0 ]]; then
-	echo "overlay-bench: needs root (network namespaces, VXLAN devices)" >&2
-	exit 1
-fi
-for tool in ip bridge go; do
-	command -v "$tool" >/dev/null || { echo "overlay-bench: $tool not found" >&2; exit 1; }
-done
-
 tag=$$
-tmp=$(mktemp -d /tmp/znovbench.XXXXXX)
-driver_pid=
-
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	if [[ -n $driver_pid ]] && kill -0 "$driver_pid" 2>/dev/null; then
-		kill "$driver_pid" 2>/dev/null || true
-		wait "$driver_pid" 2>/dev/null || true
-	fi
-	# Only this run's namespaces: the tag is this script's PID.
-	for ns in $(ip netns list | awk '{print $1}' | grep "^znob-$tag-" || true); do
-		ip netns del "$ns" 2>/dev/null || true
-	done
-	rm -rf "$tmp"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_ns_prefix="znob-$tag-" # this run's namespaces, named by the driver
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init overlay-bench "network namespaces, VXLAN devices" ip bridge go
 
 echo "overlay-bench: building the driver" >&2
 (cd "$repo" && go build -o "$tmp/overlaybench" ./test/bench/overlaybench)
@@ -62,7 +34,6 @@ args=(-tag "$tag" -rounds "$ROUNDS" -duration "$DURATION" -pings "$PINGS")
 [[ -n $OUT ]] && args+=(-out "$OUT")
 [[ $VERBOSE == 1 ]] && args+=(-v)
 echo "overlay-bench: measuring (${ROUNDS} rounds x 4 paths x ${DURATION})" >&2
-"$tmp/overlaybench" "${args[@]}" &
-driver_pid=$!
-wait "$driver_pid"
-driver_pid=
+rc=0
+bench_driver "$tmp/overlaybench" "${args[@]}" || rc=$?
+exit "$rc"

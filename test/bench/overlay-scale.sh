@@ -27,38 +27,10 @@ ROUNDS=${ROUNDS:-5}
 OUT=${OUT:-}
 VERBOSE=${VERBOSE:-0}
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-
-if [[ $(id -u) -ne 0 ]]; then
-	echo "overlay-scale: needs root (network namespaces, VXLAN devices)" >&2
-	exit 1
-fi
-for tool in ip go; do
-	command -v "$tool" >/dev/null || { echo "overlay-scale: $tool not found" >&2; exit 1; }
-done
-
 tag=$$
-tmp=$(mktemp -d /tmp/znovscale.XXXXXX)
-driver_pid=
-
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	if [[ -n $driver_pid ]] && kill -0 "$driver_pid" 2>/dev/null; then
-		kill "$driver_pid" 2>/dev/null || true
-		wait "$driver_pid" 2>/dev/null || true
-	fi
-	# Only this run's namespaces: the tag is this script's PID.
-	for ns in $(ip netns list | awk '{print $1}' | grep "^znos-$tag-" || true); do
-		ip netns del "$ns" 2>/dev/null || true
-	done
-	rm -rf "$tmp"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_ns_prefix="znos-$tag-" # this run's namespaces, named by the driver
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init overlay-scale "network namespaces, VXLAN devices" ip go
 
 echo "overlay-scale: building the driver" >&2
 (cd "$repo" && go build -o "$tmp/overlayscale" ./test/bench/overlayscale)
@@ -67,9 +39,6 @@ args=(-tag "$tag" -peers "$PEERS" -rounds "$ROUNDS")
 [[ -n $OUT ]] && args+=(-out "$OUT")
 [[ $VERBOSE == 1 ]] && args+=(-v)
 echo "overlay-scale: measuring (peers ${PEERS}, ${ROUNDS} rounds each)" >&2
-"$tmp/overlayscale" "${args[@]}" &
-driver_pid=$!
 rc=0
-wait "$driver_pid" || rc=$?
-driver_pid=
+bench_driver "$tmp/overlayscale" "${args[@]}" || rc=$?
 exit "$rc"
